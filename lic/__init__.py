@@ -1,0 +1,1 @@
+"""lic: learned image compression for machines and people."""

@@ -1,0 +1,186 @@
+"""ML-CLIPSim: multi-layer CLIP similarity, a differentiable full-reference quality metric.
+
+Definition (../shared/DESIGN.md, pinned by tests/test_mlclipsim.py):
+    s_l = mean_i cos(t_x[l, i], t_y[l, i])   patch tokens of block l, class token excluded
+    s_g = cos(e_x, e_y)                       final projected image embeddings
+    ML-CLIPSim = (1 - alpha) * sum_l w_l s_l + alpha * s_g
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lic.metrics.clip_tower import load_clip_tower
+from lic.metrics.frozen import FrozenNetMetric
+
+RESIZE_MODES = ("squash", "center_crop", "tiles")
+
+
+def default_layers(depth: int) -> tuple[int, ...]:
+    """The last block of each quarter of the tower: (2, 5, 8, 11) for 12 blocks."""
+    return tuple(sorted({max(0, depth * q // 4 - 1) for q in (1, 2, 3, 4)}))
+
+
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine over the last dim in at least float32, even when the tower ran in bf16."""
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    return F.cosine_similarity(a.to(dtype), b.to(dtype), dim=-1)
+
+
+class MLCLIPSim(FrozenNetMetric):
+    """Similarity in [-1, 1] (1: identical) of reference `x` and distorted `y`, shape (N,).
+
+    Args:
+        model: open_clip model name with a ViT image tower (`open_clip.list_models()`).
+        pretrained: open_clip tag, path to a checkpoint file, or None (random, tests only).
+        layers: 0-based blocks whose patch tokens are compared; default: one per quarter.
+        weights: non-negative layer weights (normalised to sum to 1); default uniform.
+        alpha: weight of the global-embedding cosine against the layer term.
+        resize: "squash" (default: bicubic to the tower's size, no crop), "center_crop"
+            (short side to size, then centre crop) or "tiles" (non-overlapping tiles at
+            native resolution, scores averaged).
+        device, dtype: where and in which precision the tower runs; cosines stay >= fp32.
+    """
+
+    lower_better = False
+
+    def __init__(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str | None = "openai",
+        layers: Sequence[int] | None = None,
+        weights: Sequence[float] | None = None,
+        alpha: float = 0.5,
+        resize: str = "squash",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        tower = load_clip_tower(model, pretrained, cache_dir)
+        super().__init__(tower.visual)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got '{resize}'")
+        layers = tuple(default_layers(tower.depth) if layers is None else layers)
+        if not layers or any(not -tower.depth <= i < tower.depth for i in layers):
+            raise ValueError(f"layers {layers} outside the {tower.depth} blocks of '{model}'")
+        self.layers = tuple(sorted({i % tower.depth for i in layers}))
+        if len(self.layers) != len(layers):
+            raise ValueError(f"layers {layers} name a block twice")
+        weights = [1.0] * len(layers) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(layers) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"weights {weights} must be {len(layers)} non-negative numbers with a positive sum"
+            )
+        # Weights follow the caller's layer order; re-key them to the sorted block order.
+        by_block = dict(zip((i % tower.depth for i in layers), weights, strict=True))
+        self.register_buffer(
+            "layer_weights",
+            torch.tensor([by_block[i] / sum(weights) for i in self.layers], dtype=torch.float64),
+            persistent=False,
+        )
+        self.register_buffer("mean", torch.tensor(tower.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(tower.std).view(1, 3, 1, 1), persistent=False)
+        self.model_name, self.pretrained = model, pretrained
+        self.alpha, self.resize, self.image_size = float(alpha), resize, tower.image_size
+        if device is not None:
+            self.to(device)
+        if dtype is not None:
+            self.net.to(dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"model={self.model_name!r}, pretrained={self.pretrained!r}, "
+            f"layers={self.layers}, alpha={self.alpha}, resize={self.resize!r}"
+        )
+
+    # ---- preprocessing -------------------------------------------------------------------
+    def _resize(self, images: Tensor, size: tuple[int, int]) -> Tensor:
+        if tuple(images.shape[-2:]) == tuple(size):
+            return images
+        return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+    def _views(self, images: Tensor) -> Tensor:
+        """Tower inputs: (N, 3, S, S) for squash / center_crop, (N * T, 3, S, S) for tiles."""
+        (h, w), (sh, sw) = images.shape[-2:], self.image_size
+        if self.resize == "squash":
+            views = self._resize(images, (sh, sw))
+        else:  # center_crop fits the short side; tiles only upscale images below one tile
+            scale = max(sh / h, sw / w)
+            if self.resize == "tiles":
+                scale = max(scale, 1.0)
+            images = self._resize(images, (max(sh, round(h * scale)), max(sw, round(w * scale))))
+            (h, w), rows, cols = images.shape[-2:], 1, 1
+            if self.resize == "tiles":
+                rows, cols = h // sh, w // sw
+            top, left = (h - rows * sh) // 2, (w - cols * sw) // 2
+            views = images[..., top : top + rows * sh, left : left + cols * sw]
+            views = (
+                views.unflatten(2, (rows, sh))
+                .unflatten(4, (cols, sw))
+                .permute(0, 2, 4, 1, 3, 5)
+                .reshape(-1, 3, sh, sw)
+            )
+        return ((views - self.mean) / self.std).to(self.net_dtype)
+
+    # ---- features -------------------------------------------------------------------------
+    def _features(self, views: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        """Patch tokens (B, L, C) of each chosen block and, if alpha > 0, the embedding."""
+        if self.alpha == 1.0:
+            return [], self.net(views)
+        out = self.net.forward_intermediates(
+            views,
+            indices=list(self.layers),
+            output_fmt="NLC",
+            intermediates_only=self.alpha == 0.0,
+            stop_early=self.alpha == 0.0,
+        )
+        return out["image_intermediates"], out.get("image_features")
+
+    def similarities(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-layer token similarities (N, n_layers) and global similarity (N,).
+
+        A term that alpha switches off is NaN and costs nothing to compute.
+        """
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape != y.shape:
+            raise ValueError(
+                f"expected two (N, 3, H, W) tensors of one shape, got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        n = x.shape[0]
+        vx, vy = self._views(x), self._views(y)
+        if torch.is_grad_enabled() and y.requires_grad and not x.requires_grad:
+            with torch.no_grad():
+                (tx, gx) = self._features(vx)
+            (ty, gy) = self._features(vy)
+        else:  # one pass over [x; y]
+            tokens, emb = self._features(torch.cat([vx, vy]))
+            tx, ty = [t[: len(vx)] for t in tokens], [t[len(vx) :] for t in tokens]
+            gx, gy = (emb[: len(vx)], emb[len(vx) :]) if emb is not None else (None, None)
+        per_view = len(vx) // n
+        nan = torch.full((len(vx),), math.nan, device=x.device)
+        layer_sims = (
+            torch.stack([cosine(a, b).mean(dim=1) for a, b in zip(tx, ty, strict=True)], dim=1)
+            if tx
+            else nan[:, None].expand(-1, len(self.layers))
+        )
+        global_sim = cosine(gx, gy) if gx is not None else nan
+        if per_view > 1:  # tiles: average each image's tiles
+            layer_sims = layer_sims.reshape(n, per_view, -1).mean(dim=1)
+            global_sim = global_sim.reshape(n, per_view).mean(dim=1)
+        return layer_sims, global_sim
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        layer_sims, global_sim = self.similarities(x, y)
+        if self.alpha == 1.0:
+            return global_sim
+        layer_term = layer_sims @ self.layer_weights.to(layer_sims.dtype)
+        if self.alpha == 0.0:
+            return layer_term
+        return (1.0 - self.alpha) * layer_term + self.alpha * global_sim

@@ -1,0 +1,35 @@
+"""Getting pretrained weights, and failing fast with instructions when they cannot be had.
+
+Every pretrained model in lic (CLIP towers, LPIPS' AlexNet, task models) goes through here,
+so an offline machine gets one clear error in seconds instead of a library's retry loop.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached locally nor downloadable from here."""
+
+
+def offline_requested() -> bool:
+    """True when the user asked the Hugging Face / torch hubs to stay offline."""
+    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "LIC_OFFLINE"))
+
+
+def is_reachable(url: str, timeout: float = 3.0) -> bool:
+    """One TCP connect to the URL's host: cheap proof that a download can start at all."""
+    if offline_requested():
+        return False
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

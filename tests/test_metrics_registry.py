@@ -1,0 +1,98 @@
+"""The metric registry: names, directions, losses, and the pixel metrics' numbers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from conftest import photo_like
+
+from lic.metrics import MetricLoss, create_metric, list_metrics, metric_spec
+
+
+def test_registry_lists_the_required_metrics():
+    assert {"mlclipsim", "clip_global", "lpips", "psnr", "ms_ssim", "mse"} <= set(list_metrics())
+    assert list_metrics("clip*") == ["clip_global"]
+    with pytest.raises(ValueError, match="known: "):
+        create_metric("no_such_metric")
+
+
+@pytest.mark.parametrize(
+    ("name", "lower_better"),
+    [
+        ("mlclipsim", False),
+        ("clip_global", False),
+        ("lpips", True),
+        ("psnr", False),
+        ("ms_ssim", False),
+        ("mse", True),
+    ],
+)
+def test_each_metric_knows_its_direction(name, lower_better):
+    assert metric_spec(name).lower_better is lower_better
+
+
+@pytest.fixture
+def pair():
+    x = photo_like(176, 192)[None].repeat(2, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    return x, (x + torch.tensor([0.02, 0.08]).view(2, 1, 1, 1) * noise).clamp(0, 1)
+
+
+def test_mse_and_psnr_equal_hand_computation(pair):
+    x, y = pair
+    mse = [float(((x[i] - y[i]) ** 2).mean()) for i in range(2)]
+    torch.testing.assert_close(create_metric("mse")(x, y), torch.tensor(mse))
+    psnr = create_metric("psnr")(x, y)
+    torch.testing.assert_close(psnr, torch.tensor([10 * math.log10(1 / m) for m in mse]))
+    assert psnr[0] > psnr[1]
+    assert create_metric("psnr")(x, x).tolist() == [100.0, 100.0]  # capped, not inf
+    assert create_metric("psnr", data_range=255.0)(x * 255, y * 255).allclose(psnr)
+
+
+def test_ms_ssim(pair):
+    x, y = pair
+    metric = create_metric("ms_ssim")
+    assert torch.allclose(metric(x, x), torch.ones(2))
+    score = metric(x, y)
+    assert score[0] > score[1] and torch.all(score < 1)
+    with pytest.raises(ValueError, match="161"):
+        metric(x[..., :100, :], y[..., :100, :])
+
+
+def test_lpips_random_init_is_a_frozen_distance(pair):
+    x, y = pair
+    metric = create_metric("lpips", pretrained=False)
+    assert metric.lower_better
+    assert torch.allclose(metric(x, x), torch.zeros(2), atol=1e-6)
+    assert metric(x, y).shape == (2,) and torch.all(metric(x, y) > 0)
+    assert list(metric.parameters()) == [] and metric.state_dict() == {}
+
+
+def test_losses_are_scalars_to_minimise(tiny_clip, pair):
+    x, y = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ml_loss = create_metric("mlclipsim", as_loss=True, model=tiny_clip, pretrained=None)
+        glob = create_metric("clip_global", model=tiny_clip, pretrained=None)
+    assert isinstance(ml_loss, MetricLoss)
+    loss = ml_loss(x, y)
+    assert loss.ndim == 0 and loss > 0
+    torch.testing.assert_close(loss, (1 - ml_loss.metric(x, y)).mean())
+    assert glob.alpha == 1.0 and glob.lower_better is False
+    torch.testing.assert_close(
+        create_metric("psnr", as_loss=True)(x, y), -create_metric("psnr")(x, y).mean()
+    )
+    torch.testing.assert_close(
+        create_metric("mse", as_loss=True)(x, y), create_metric("mse")(x, y).mean()
+    )
+    torch.testing.assert_close(
+        create_metric("ms_ssim", as_loss=True)(x, y), (1 - create_metric("ms_ssim")(x, y)).mean()
+    )
+
+
+def test_clip_global_refuses_alpha(tiny_clip):
+    with pytest.raises(ValueError, match="alpha"):
+        create_metric("clip_global", model=tiny_clip, pretrained=None, alpha=0.5)
