@@ -105,10 +105,65 @@ def _run_score(args: argparse.Namespace) -> int:
     return 1 if len(scores) < len(rows) else 0
 
 
+def _add_codec_commands(sub: argparse._SubParsersAction) -> None:
+    for name, help_text, inputs in [
+        ("compress", "encode images to .lic bitstream files", "images"),
+        ("decompress", "decode .lic bitstream files to PNG", "bitstreams"),
+    ]:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--ckpt", required=True, type=Path, help="lic training checkpoint")
+        p.add_argument("inputs", nargs="+", type=Path, metavar=inputs.upper())
+        p.add_argument("--out-dir", required=True, type=Path)
+        p.add_argument("--device", default="cpu", help="cpu, cuda, ... (entropy coding is CPU)")
+        p.set_defaults(run=_run_codec, parser=p)
+
+
+def _run_codec(args: argparse.Namespace) -> int:
+    from lic.codecs import BitstreamCodec, bitstream_bpp, load_checkpoint
+    from lic.codecs.io import Bitstream, BitstreamError
+    from lic.data.images import ImageReadError, load_image, save_image
+
+    try:
+        model, info = load_checkpoint(args.ckpt, map_location=resolve_device(args.device))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    codec = BitstreamCodec(model)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in args.inputs:
+        try:
+            if args.command == "compress":
+                image = load_image(path)
+                data = codec.encode(image)
+                out = args.out_dir / f"{path.stem}.lic"
+                out.write_bytes(data)
+                bpp = bitstream_bpp(data, *image.shape[-2:])
+                print(f"{path} -> {out}: {len(data)} bytes, {bpp:.4f} bpp")
+            else:
+                data = path.read_bytes()
+                stream = Bitstream.from_bytes(data)
+                out = save_image(codec.decode(data), args.out_dir / f"{path.stem}.png")
+                bpp = bitstream_bpp(data, stream.height, stream.width)
+                print(f"{path} -> {out}: {stream.width}x{stream.height}, {bpp:.4f} bpp")
+        except (ImageReadError, BitstreamError, OSError, ValueError) as err:
+            failed += 1
+            print(
+                f"error: {path}: {err}" if str(path) not in str(err) else f"error: {err}",
+                file=sys.stderr,
+            )
+    print(
+        f"{info.codec} lambda={info.lmbda} ({info.distortion}): "
+        f"{len(args.inputs) - failed} done, {failed} failed"
+    )
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_score(sub)
+    _add_codec_commands(sub)
     return parser
 
 

@@ -83,3 +83,12 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"{folder}: not a directory")
     found: Iterable[Path] = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write a (3, H, W) or (1, 3, H, W) tensor in [0, 1] as an 8-bit image (format by suffix)."""
+    path = Path(path)
+    array = (image.detach().reshape(3, *image.shape[-2:]).float().clamp(0, 1) * 255).round()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.to(torch.uint8).permute(1, 2, 0).cpu().numpy()).save(path)
+    return path
