@@ -1,0 +1,76 @@
+"""Rate-distortion loss: bpp + lambda * D, with D one metric or a weighted mix of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from lic.metrics import create_metric
+
+# CompressAI's convention: MSE on the 0..255 scale, so its lambda grid applies unchanged.
+MSE_SCALE = 255.0**2
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+
+
+def estimated_bpp(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
+    """sum(-log2 p) / (N * H * W) over every entropy model's likelihoods, in float32."""
+    return sum(torch.log(p.float()).sum() for p in likelihoods.values()) / (
+        -math.log(2) * num_pixels
+    )
+
+
+class RateDistortionLoss(nn.Module):
+    """`loss = bpp + lmbda * sum_k w_k D_k(x, x_hat)`.
+
+    Args:
+        distortion: a metric name (`mse`, `lpips`, `mlclipsim`, `ms_ssim`, ...) or a mapping
+            of names to weights, e.g. `{mse: 1.0, mlclipsim: 0.5}`. `mse` is 255^2-scaled;
+            the others are their registry losses (LPIPS distance, 1 - ML-CLIPSim, ...).
+        lmbda: rate-distortion trade-off.
+        metric_args: per-metric constructor arguments, e.g. `{mlclipsim: {pretrained: ...}}`.
+
+    MS-SSIM has no gradient for reconstructions far from the target (pytorch_msssim clamps
+    negative contrast terms to 0), so fine-tune MS-SSIM codecs from MSE ones (`init`), as
+    CompressAI does.
+    """
+
+    def __init__(
+        self,
+        distortion: str | Mapping[str, float] = "mse",
+        lmbda: float = 0.0130,
+        metric_args: Mapping[str, Mapping] | None = None,
+    ) -> None:
+        super().__init__()
+        weights = {distortion: 1.0} if isinstance(distortion, str) else dict(distortion)
+        if not weights or any(w < 0 for w in weights.values()):
+            raise ValueError(f"distortion weights must be non-negative, got {weights}")
+        metric_args = dict(metric_args or {})
+        unknown = set(metric_args) - set(weights)
+        if unknown:
+            raise ValueError(f"metric_args for metrics not in the distortion: {sorted(unknown)}")
+        self.lmbda, self.weights = float(lmbda), weights
+        self.terms = nn.ModuleDict(
+            {
+                name: create_metric(name, as_loss=True, **metric_args.get(name, {}))
+                for name in weights
+            }
+        )
+
+    def forward(self, output: Mapping[str, object], target: Tensor) -> dict[str, Tensor]:
+        """Returns `loss`, `bpp`, `distortion` and one `d_<name>` entry per term."""
+        n, _, h, w = target.shape
+        out = {"bpp": estimated_bpp(output["likelihoods"], n * h * w)}
+        x_hat = output["x_hat"]
+        distortion = torch.zeros((), device=target.device)
+        for name, term in self.terms.items():
+            value = term(target, x_hat).float()
+            if name == "mse":
+                value = value * MSE_SCALE
+            out[f"d_{name}"] = value
+            distortion = distortion + self.weights[name] * value
+        out["distortion"] = distortion
+        out["loss"] = out["bpp"] + self.lmbda * distortion
+        return out

@@ -1,0 +1,154 @@
+"""LightningModule: one codec trained on `bpp + lambda * D`, validated on real bitstreams."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from lic.codecs.checkpoint import CODEC_PREFIX, init_codec_weights, load_codec_state
+from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
+from lic.codecs.registry import codec_stride, create_codec
+from lic.losses import RateDistortionLoss
+from lic.metrics import create_metric
+from lic.metrics.pixel import MS_SSIM_MIN_SIDE
+
+
+class CodecModule(L.LightningModule):
+    """A CompressAI-style codec and its rate-distortion objective.
+
+    Args:
+        codec: registry name (`lic.codecs.list_codecs()`).
+        codec_args: constructor arguments, e.g. `{N: 128, M: 192}`, or `{quality: 3}`.
+        lmbda: rate-distortion trade-off (DESIGN.md grid for 255^2-scaled MSE).
+        distortion: metric name or `{name: weight}` mix, e.g. `{mse: 1.0, mlclipsim: 0.5}`.
+        metric_args: per-metric arguments, e.g. `{mlclipsim: {pretrained: /path/clip.bin}}`.
+        lr, aux_lr: Adam learning rates of the codec and of the entropy-bottleneck quantiles.
+        clip_max_norm: gradient-norm clip of the codec parameters (quantiles excluded).
+        lr_milestones, lr_gamma: optional step decay of both learning rates.
+        init: initial weights: `compressai:NAME:QUALITY[:METRIC]`, a lic checkpoint or a
+            state-dict file.
+        val_metrics: metrics reported on the validation images (besides bpp and loss).
+        val_real_bpp: also encode every validation image to a real bitstream.
+    """
+
+    def __init__(
+        self,
+        codec: str = "bmshj2018-hyperprior",
+        codec_args: dict | None = None,
+        lmbda: float = 0.0130,
+        distortion: str | dict[str, float] = "mse",
+        metric_args: dict[str, dict] | None = None,
+        lr: float = 1e-4,
+        aux_lr: float = 1e-3,
+        clip_max_norm: float = 1.0,
+        lr_milestones: Sequence[int] | None = None,
+        lr_gamma: float = 0.1,
+        init: str | None = None,
+        val_metrics: Sequence[str] = ("psnr", "ms_ssim"),
+        val_real_bpp: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.codec = create_codec(codec, **dict(codec_args or {}))
+        if init:
+            init_codec_weights(self.codec, init)
+        self.criterion = RateDistortionLoss(distortion, lmbda, metric_args)
+        self.val_metric_fns = {name: self._metric(name) for name in val_metrics}
+        self.stride = codec_stride(self.codec)
+        self.skipped_images = 0
+        self._bitstream_codec: BitstreamCodec | None = None
+
+    def _metric(self, name: str) -> torch.nn.Module:
+        """Validation metric, sharing the loss's instance (and its frozen network) if any."""
+        if name in self.criterion.terms:
+            return self.criterion.terms[name].metric
+        return create_metric(name, **(self.hparams.metric_args or {}).get(name, {}))
+
+    # ---- optimisation ----------------------------------------------------------------------
+    def _parameter_groups(self) -> tuple[list[Tensor], list[Tensor]]:
+        main, aux = [], []
+        for name, param in self.codec.named_parameters():
+            (aux if name.endswith("quantiles") else main).append(param)
+        return main, aux
+
+    def configure_optimizers(self):
+        # One Adam with two groups equals CompressAI's two optimisers: the aux loss reaches
+        # only the quantiles and the rate-distortion loss never does (in training mode).
+        main, aux = self._parameter_groups()
+        optimizer = torch.optim.Adam(
+            [{"params": main, "lr": self.hparams.lr}, {"params": aux, "lr": self.hparams.aux_lr}]
+        )
+        if not self.hparams.lr_milestones:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.hparams.lr_milestones), gamma=self.hparams.lr_gamma
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.hparams.clip_max_norm:
+            torch.nn.utils.clip_grad_norm_(self._parameter_groups()[0], self.hparams.clip_max_norm)
+
+    def _forward(self, x: Tensor) -> dict:
+        """Codec output for any image size: padded to the stride, `x_hat` cropped back."""
+        h, w = x.shape[-2:]
+        out = self.codec(pad_to_stride(x, self.stride))
+        out["x_hat"] = out["x_hat"][..., :h, :w]
+        return out
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        x = batch["image"]
+        out = self._forward(x)
+        losses = self.criterion(out, x)
+        aux_loss = self.codec.aux_loss()
+        self.skipped_images += int(batch["skipped"].sum())
+        mse = (out["x_hat"].float() - x).square().mean()
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(x))
+        self.log_dict(
+            {"train/psnr": -10 * torch.log10(mse), "train/aux_loss": aux_loss}, batch_size=len(x)
+        )
+        self.log("train/skipped_images", float(self.skipped_images), reduce_fx="max")
+        return losses["loss"] + aux_loss
+
+    # ---- validation on real bitstreams ----------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self.codec.update(force=True)
+        if self.hparams.val_real_bpp:
+            self._bitstream_codec = BitstreamCodec(self.codec)
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        x = batch["image"]
+        n, _, h, w = x.shape
+        out = self._forward(x)
+        out["x_hat"] = out["x_hat"].clamp(0, 1)
+        logs = {f"val/{k}": v for k, v in self.criterion(out, x).items()}
+        for name, metric in self.val_metric_fns.items():
+            if name == "ms_ssim" and min(h, w) < MS_SSIM_MIN_SIDE:
+                continue
+            logs[f"val/{name}"] = metric(x, out["x_hat"]).mean()
+        if self._bitstream_codec is not None:
+            real = [bitstream_bpp(self._bitstream_codec.encode(img), h, w) for img in x]
+            logs["val/bpp_real"] = torch.tensor(real).mean()
+        self.log_dict(logs, batch_size=n, sync_dist=True)
+        return {"x_hat": out["x_hat"]}
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store entropy tables computed once, so encoder and decoder machines share them."""
+        self.codec.update(force=True)
+        checkpoint["state_dict"].update(self.codec.state_dict(prefix=CODEC_PREFIX))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Size the entropy tables as stored (and refuse another architecture clearly)."""
+        state = {
+            k[len(CODEC_PREFIX) :]: v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith(CODEC_PREFIX)
+        }
+        load_codec_state(self.codec, state, "checkpoint")
