@@ -33,3 +33,20 @@ def is_reachable(url: str, timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def require_hub_file(url: str, what: str, alternative: str = "") -> None:
+    """Raise WeightsUnavailableError unless torch.hub has `url` cached or can download it.
+
+    `what` names who needs the file; `alternative` adds another way to supply it.
+    """
+    import torch
+
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    if os.path.isfile(cached) or is_reachable(url):
+        return
+    raise WeightsUnavailableError(
+        f"{what} needs {url}, which is neither cached nor downloadable from here.\n"
+        f"  Fetch it on a machine with network access and copy it to {cached}\n"
+        f"  (or set TORCH_HOME so that $TORCH_HOME/hub/checkpoints holds it){alternative}."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import warnings
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from conftest import photo_like
 
 from lic.metrics import MetricLoss, create_metric, list_metrics, metric_spec
+from lic.weights import WeightsUnavailableError
 
 
 def test_registry_lists_the_required_metrics():
@@ -96,3 +98,13 @@ def test_losses_are_scalars_to_minimise(tiny_clip, pair):
 def test_clip_global_refuses_alpha(tiny_clip):
     with pytest.raises(ValueError, match="alpha"):
         create_metric("clip_global", model=tiny_clip, pretrained=None, alpha=0.5)
+
+
+def test_lpips_without_backbone_weights_offline_is_a_clear_error(monkeypatch, tmp_path):
+    def refuse(*_args, **_kwargs):
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match=r"alexnet-owt-7be5be79\.pth"):
+        create_metric("lpips")

@@ -7,7 +7,6 @@ the codec under `codec.` (never the frozen metric networks).
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from compressai.zoo.image import model_urls as ZOO_URLS
 from compressai.zoo.pretrained import load_pretrained
 
 from lic.codecs.registry import create_codec
-from lic.weights import WeightsUnavailableError, is_reachable
+from lic.weights import require_hub_file
 
 CODEC_PREFIX = "codec."
 
@@ -131,12 +130,10 @@ def _zoo_state_dict(spec: str) -> dict:
         raise ValueError(
             f"the CompressAI zoo has no '{name}' quality {quality} for '{metric}'"
         ) from None
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-    if not os.path.isfile(cached) and not is_reachable(url):
-        raise WeightsUnavailableError(
-            f"Cannot download CompressAI weights {url}.\n"
-            f"  Fetch the file on a machine with network access and copy it to {cached}, "
-            f"or pass its path as --model.init."
-        )
+    require_hub_file(
+        url,
+        f"CompressAI '{name}' quality {quality} ({metric})",
+        alternative=", or pass the file's path as --model.init",
+    )
     state = torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
     return load_pretrained(state)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import lpips
-import torch
 import torchvision.models as tvm
 from torch import Tensor
 
 from lic.metrics.frozen import FrozenNetMetric
-from lic.weights import WeightsUnavailableError, is_reachable
+from lic.weights import require_hub_file
 
 # lpips builds its backbone with torchvision's ImageNet weights; these enums name the files.
 _BACKBONE_WEIGHTS = {
@@ -19,18 +17,6 @@ _BACKBONE_WEIGHTS = {
     "vgg": tvm.VGG16_Weights.IMAGENET1K_V1,
     "squeeze": tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1,
 }
-
-
-def _ensure_backbone(net: str) -> None:
-    """Fail fast, with instructions, when torchvision cannot get the backbone weights."""
-    url = _BACKBONE_WEIGHTS[net].url
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-    if not os.path.isfile(cached) and not is_reachable(url):
-        raise WeightsUnavailableError(
-            f"LPIPS-{net} needs torchvision's ImageNet weights and cannot download them.\n"
-            f"  Fetch {url} on a machine with network access and copy it to {cached}\n"
-            f"  (or set TORCH_HOME so that $TORCH_HOME/hub/checkpoints holds it)."
-        )
 
 
 class LPIPS(FrozenNetMetric):
@@ -45,7 +31,7 @@ class LPIPS(FrozenNetMetric):
         if net not in _BACKBONE_WEIGHTS:
             raise ValueError(f"LPIPS net must be one of {sorted(_BACKBONE_WEIGHTS)}, got '{net}'")
         if pretrained:
-            _ensure_backbone(net)
+            require_hub_file(_BACKBONE_WEIGHTS[net].url, f"LPIPS-{net}'s ImageNet backbone")
         with warnings.catch_warnings():  # lpips still uses torchvision's `pretrained=` API
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(
