@@ -15,11 +15,14 @@ MSE_SCALE = 255.0**2
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 
 
+def estimated_bits(likelihoods: Mapping[str, Tensor]) -> Tensor:
+    """sum(-log2 p) over every entropy model's likelihoods, in float32."""
+    return sum(torch.log(p.float()).sum() for p in likelihoods.values()) / -math.log(2)
+
+
 def estimated_bpp(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
-    """sum(-log2 p) / (N * H * W) over every entropy model's likelihoods, in float32."""
-    return sum(torch.log(p.float()).sum() for p in likelihoods.values()) / (
-        -math.log(2) * num_pixels
-    )
+    """Estimated bits per pixel: sum(-log2 p) / (N * H * W)."""
+    return estimated_bits(likelihoods) / num_pixels
 
 
 class RateDistortionLoss(nn.Module):

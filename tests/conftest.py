@@ -93,3 +93,33 @@ def save_rgb(path: Path, image: torch.Tensor, **save_kwargs) -> Path:
     array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     Image.fromarray(array).save(path, **save_kwargs)
     return path
+
+
+def write_codec_checkpoint(
+    path: Path,
+    lmbda: float = 0.01,
+    distortion: object = "mse",
+    seed: int = 0,
+    codec: str = "bmshj2018-hyperprior",
+    codec_args: dict | None = None,
+) -> Path:
+    """A lic checkpoint of a tiny random codec, as training writes it (hparams + codec.*)."""
+    from lic.codecs import create_codec
+
+    codec_args = codec_args or {"N": 16, "M": 24}
+    torch.manual_seed(seed)
+    model = create_codec(codec, **codec_args)
+    model.update(force=True)
+    torch.save(
+        {
+            "state_dict": {f"codec.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {
+                "codec": codec,
+                "codec_args": codec_args,
+                "lmbda": lmbda,
+                "distortion": distortion,
+            },
+        },
+        path,
+    )
+    return path

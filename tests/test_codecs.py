@@ -8,7 +8,7 @@ import pytest
 import torch
 from compressai.registry import MODELS
 from compressai.zoo import bmshj2018_hyperprior
-from conftest import photo_like
+from conftest import photo_like, write_codec_checkpoint
 
 from lic.codecs import (
     Bitstream,
@@ -137,32 +137,18 @@ def test_file_from_another_codec_or_checkpoint_is_refused(stream):
         other_weights.decode(data)
 
 
-def _fake_lic_checkpoint(path, codec: str, state_dict: dict, codec_args: dict) -> None:
-    torch.save(
-        {
-            "state_dict": {f"codec.{k}": v for k, v in state_dict.items()},
-            "hyper_parameters": {
-                "codec": codec,
-                "codec_args": codec_args,
-                "lmbda": 0.01,
-                "distortion": "mse",
-            },
-        },
-        path,
-    )
-
-
 def test_load_checkpoint_refuses_other_architectures(tmp_path):
+    good = write_codec_checkpoint(tmp_path / "good.ckpt", lmbda=0.01)
     model = tiny_codec()
-    good = tmp_path / "good.ckpt"
-    _fake_lic_checkpoint(good, "bmshj2018-hyperprior", model.state_dict(), TINY)
     loaded, info = load_checkpoint(good)
     assert info.codec == "bmshj2018-hyperprior" and info.lmbda == 0.01
     assert BitstreamCodec(loaded).fingerprint == BitstreamCodec(model).fingerprint
     with pytest.raises(ValueError, match="not 'mbt2018-mean'"):
         load_checkpoint(good, expect_codec="mbt2018-mean")
-    liar = tmp_path / "liar.ckpt"  # says mbt2018-mean, holds a hyperprior
-    _fake_lic_checkpoint(liar, "cheng2020-anchor", model.state_dict(), {"N": 16})
+    liar = tmp_path / "liar.ckpt"  # says cheng2020-anchor, holds a hyperprior
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["hyper_parameters"] |= {"codec": "cheng2020-anchor", "codec_args": {"N": 16}}
+    torch.save(ckpt, liar)
     with pytest.raises(ValueError, match="does not hold weights of codec 'cheng2020-anchor'"):
         load_checkpoint(liar)
     plain = tmp_path / "plain.pth"

@@ -1,0 +1,278 @@
+"""The rate-task harness: code every task image with every coder, run the task model, report.
+
+One *cell* is (coder, task). Worker processes load, prepare and code images (entropy coding
+runs on the CPU) while the main process runs the task model on batches on the device. A
+failed image is counted and listed, never dropped silently. Each finished cell is written
+to `out/cells/`, so a re-run with the same `--out` skips it. Under torchrun the images of a
+cell are sharded over ranks and the metric states are merged exactly on rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from lic.codecs.io import BitstreamError
+from lic.data.images import ImageReadError
+from lic.evaluation.coders import (
+    DEFAULT_QUALITIES,
+    CheckpointCoder,
+    Coder,
+    PillowCoder,
+    Uncompressed,
+)
+from lic.tasks import Task, create_task
+
+log = logging.getLogger(__name__)
+CELL_FORMAT = 1
+
+
+@dataclass
+class Coded:
+    """One image after the codec: what a worker hands back to the main process."""
+
+    index: int
+    sample_id: str
+    image: torch.Tensor | None = None
+    target: Any = None
+    bits: float | None = None
+    pixels: int = 0
+    error: str | None = None
+
+
+class CodedImages(Dataset):
+    """Loads, prepares and codes task images; runs inside DataLoader workers."""
+
+    def __init__(self, task: Task, coder: Coder, indices: Sequence[int]) -> None:
+        self.task, self.coder, self.indices = task, coder, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> Coded:
+        index = self.indices[k]
+        item = Coded(index, self.task.sample_id(index))
+        try:
+            image, item.target = self.task.load(index)
+            item.image, item.bits = self.coder.roundtrip(image)
+            item.pixels = image.shape[-2] * image.shape[-1]
+        except (ImageReadError, BitstreamError, ValueError, RuntimeError, OSError) as err:
+            item.error = str(err) if item.sample_id in str(err) else f"{item.sample_id}: {err}"
+        return item
+
+
+def _as_list(batch: list[Coded]) -> list[Coded]:
+    return batch
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # workers share the cores; each codes one image at a time
+
+
+@dataclass
+class CellResult:
+    meta: dict
+    metrics: dict[str, float]
+    bpp: float | None
+    n_images: int
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "format": CELL_FORMAT,
+            "meta": self.meta,
+            "metrics": self.metrics,
+            "bpp": self.bpp,
+            "n_images": self.n_images,
+            "n_failed": len(self.failures),
+            "failures": self.failures,
+            "seconds": self.seconds,
+        }
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def evaluate_cell(
+    task: Task,
+    coder: Coder,
+    model: torch.nn.Module,
+    device: torch.device,
+    batch_size: int = 16,
+    workers: int = 0,
+    progress: bool = True,
+) -> CellResult:
+    """Metric, mean bpp and failures of one coder on one task (sharded under torchrun)."""
+    rank, world = _distributed()
+    indices = range(rank, len(task), world)
+    loader = DataLoader(
+        CodedImages(task, coder, indices),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_as_list,
+        worker_init_fn=_one_thread,
+        pin_memory=device.type == "cuda",
+    )
+    accumulator = task.new_accumulator()
+    bits, failures, n_ok = [], [], 0
+    start = time.perf_counter()
+    bar = tqdm(
+        total=len(indices),
+        unit="img",
+        disable=not progress or rank != 0,
+        desc=f"{task.name} {coder.key}",
+        leave=False,
+    )
+    with torch.inference_mode():
+        for batch in loader:
+            good = [c for c in batch if c.error is None]
+            failures += [c.error for c in batch if c.error is not None]
+            if good:
+                images = [c.image.to(device, non_blocking=True) for c in good]
+                predictions = task.predict(model, images)
+                targets = task.reference_predictions(model, [c.target for c in good], device)
+                accumulator.update(predictions, targets, [c.sample_id for c in good])
+                bits += [(c.bits, c.pixels) for c in good if c.bits is not None]
+                n_ok += len(good)
+            bar.update(len(batch))
+    bar.close()
+    state = {"acc": accumulator.state(), "bits": bits, "failures": failures, "n_ok": n_ok}
+    if world > 1:
+        states = [None] * world
+        dist.all_gather_object(states, state)
+        accumulator = task.new_accumulator()
+        bits, failures, n_ok = [], [], 0
+        for other in states:
+            accumulator.merge(other["acc"])
+            bits += other["bits"]
+            failures += other["failures"]
+            n_ok += other["n_ok"]
+    bpp = sum(b / p for b, p in bits) / len(bits) if bits else None
+    return CellResult(
+        meta={**coder.meta(), **task.description()},
+        metrics=accumulator.compute(),
+        bpp=bpp,
+        n_images=n_ok,
+        failures=sorted(failures),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def build_coders(
+    checkpoints: Sequence[str | Path],
+    baselines: Sequence[str] = (),
+    qualities: dict[str, Sequence[int]] | None = None,
+    estimate_rate: bool = False,
+    device: str | torch.device = "cpu",
+) -> list[Coder]:
+    coders: list[Coder] = [Uncompressed()]
+    coders += [CheckpointCoder(p, estimate_rate=estimate_rate, device=device) for p in checkpoints]
+    qualities = {**DEFAULT_QUALITIES, **(qualities or {})}
+    coders += [PillowCoder(fmt, q) for fmt in baselines for q in qualities[fmt]]
+    return coders
+
+
+def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
+    meta = cell["meta"]
+    return [
+        {
+            "codec": meta["codec"],
+            "objective": meta["objective"],
+            "lambda": meta["lambda"],
+            "quality": meta["quality"],
+            "task": meta["task"],
+            "metric": metric,
+            "bpp": cell["bpp"],
+            "value": cell["metrics"][metric],
+            "n_images": cell["n_images"],
+            "n_failed": cell["n_failed"],
+            "rate_source": meta["rate_source"],
+            "checkpoint": meta.get("checkpoint"),
+        }
+        for metric in task_metrics
+    ]
+
+
+def run(
+    checkpoints: Sequence[str | Path],
+    tasks: Sequence[str],
+    data_roots: dict[str, str],
+    out: str | Path,
+    limit: int | None = None,
+    baselines: Sequence[str] = (),
+    qualities: dict[str, Sequence[int]] | None = None,
+    batch_size: int = 16,
+    workers: int = 4,
+    device: str = "auto",
+    estimate_rate: bool = False,
+    task_model: str | None = None,
+    task_weights: str | None = None,
+    use_wandb: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Evaluate every (coder, task) cell not yet in `out`, then write the reports."""
+    from lic.evaluation.report import write_reports
+
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    device = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if device == "auto"
+        else device
+    )
+    codec_device = device if workers == 0 else "cpu"
+    coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
+    rank, _ = _distributed()
+    cells = []
+    for task_name in tasks:
+        task = create_task(
+            task_name, data_roots[task_name], model=task_model, weights=task_weights, limit=limit
+        )
+        model = None
+        for coder in coders:
+            path = out / "cells" / f"{task_name}__{coder.key}.json"
+            if path.is_file():
+                cell = json.loads(path.read_text())
+                if cell.get("format") == CELL_FORMAT and cell["meta"] == {
+                    **coder.meta(),
+                    **task.description(),
+                }:
+                    cells.append((cell, task.metrics))
+                    continue
+            model = model or task.build_model(device)
+            result = evaluate_cell(task, coder, model, device, batch_size, workers, progress)
+            cell = result.to_json()
+            if rank == 0:
+                path.write_text(json.dumps(cell, indent=1))
+                rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
+                log.info(
+                    "%s %s: %s %s, %d images (%d failed), %.1f img/s",
+                    task_name,
+                    coder.key,
+                    rate,
+                    result.metrics,
+                    result.n_images,
+                    len(result.failures),
+                    (result.n_images + len(result.failures)) / max(result.seconds, 1e-9),
+                )
+            cells.append((cell, task.metrics))
+    rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
+    if rank == 0:
+        write_reports(out, rows, [cell for cell, _ in cells], use_wandb=use_wandb)
+    return rows

@@ -1,0 +1,27 @@
+"""Downstream tasks of the rate-task harness, by name."""
+
+from __future__ import annotations
+
+from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.classification import ConsistencyTask, ImageNetTask
+from lic.tasks.detection import COCODetectionTask
+from lic.tasks.segmentation import VOCSegmentationTask
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (ImageNetTask, VOCSegmentationTask, COCODetectionTask, ConsistencyTask)
+}
+
+
+def create_task(
+    name: str,
+    root: str,
+    model: str | None = None,
+    weights: str | None = None,
+    limit: int | None = None,
+) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
+    return TASKS[name](root, model=model, weights=weights, limit=limit)
+
+
+__all__ = ["TASKS", "Accumulator", "DatasetLayoutError", "Task", "create_task"]

@@ -1,0 +1,207 @@
+"""ImageNet classification (top-1/top-5) and label-free consistency on any image folder."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor, nn
+
+from lic.data.images import list_images, load_image
+from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+
+
+class ClassifierInput:
+    """Resize the short side, centre-crop, normalise: a torchvision weights' transform, split
+    so that the codec sees the [0, 1] crop and normalisation happens after decoding."""
+
+    def __init__(self, task: Task) -> None:
+        ref = task.preprocess_reference()
+        self.resize = int(ref.resize_size[0]) if ref is not None else 256
+        self.crop = int(ref.crop_size[0]) if ref is not None else 224
+        mean = ref.mean if ref is not None else (0.485, 0.456, 0.406)
+        std = ref.std if ref is not None else (0.229, 0.224, 0.225)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        image = TF.resize(image, [self.resize], antialias=True)
+        return TF.center_crop(image, [self.crop])
+
+    def logits(self, model: nn.Module, images: list[Tensor]) -> Tensor:
+        x = torch.stack(images)
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return model(x).float()
+
+
+class TopKAccumulator(Accumulator):
+    def __init__(self) -> None:
+        self.correct1 = self.correct5 = self.count = 0
+
+    def update(self, predictions, targets, sample_ids) -> None:
+        logits = torch.stack(list(predictions))
+        labels = torch.as_tensor(list(targets))
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        self.correct1 += int((top5[:, 0] == labels).sum())
+        self.correct5 += int((top5 == labels[:, None]).any(dim=1).sum())
+        self.count += len(labels)
+
+    def state(self) -> dict:
+        return {"correct1": self.correct1, "correct5": self.correct5, "count": self.count}
+
+    def merge(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.count, 1)
+        return {"top1": 100.0 * self.correct1 / n, "top5": 100.0 * self.correct5 / n}
+
+
+class ImageNetTask(Task):
+    """ImageNet val: class folders (`n01440764/*.JPEG`, sorted wnids = class indices), or a
+    flat folder of images with `LOC_val_solution.csv` + `LOC_synset_mapping.txt` (Kaggle) or
+    `val.txt` lines `<file> <0-based class index>`."""
+
+    name = "imagenet"
+    default_model = "resnet50"
+    default_weights = "IMAGENET1K_V2"
+    metrics = ("top1", "top5")
+
+    def layout_hint(self) -> str:
+        return (
+            "expected class folders <wnid>/*.JPEG, or images with LOC_val_solution.csv + "
+            "LOC_synset_mapping.txt, or with val.txt '<file> <class index>'"
+        )
+
+    def find_samples(self) -> list[tuple[Path, int]]:
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        if folders:
+            return [
+                (path, label)
+                for label, folder in enumerate(folders)
+                for path in list_images(folder)
+            ]
+        if (self.root / "LOC_val_solution.csv").is_file():
+            return self._kaggle_samples()
+        if (self.root / "val.txt").is_file():
+            return self._val_txt_samples()
+        raise DatasetLayoutError(
+            f"{self.root}: no class folders and no label file ({self.layout_hint()})"
+        )
+
+    def _kaggle_samples(self) -> list[tuple[Path, int]]:
+        mapping = self.root / "LOC_synset_mapping.txt"
+        if not mapping.is_file():
+            raise DatasetLayoutError(f"{mapping}: missing (lists the 1000 wnids in class order)")
+        index = {
+            line.split()[0]: i
+            for i, line in enumerate(mapping.read_text().splitlines())
+            if line.strip()
+        }
+        files = {p.stem: p for p in list_images(self.root)}
+        samples = []
+        with (self.root / "LOC_val_solution.csv").open() as f:
+            for row in csv.DictReader(f):
+                try:
+                    wnid = row["PredictionString"].split()[0]
+                    samples.append((files[row["ImageId"]], index[wnid]))
+                except (KeyError, IndexError) as err:
+                    raise DatasetLayoutError(
+                        f"{self.root / 'LOC_val_solution.csv'}: bad row {dict(row)} ({err!r})"
+                    ) from None
+        return sorted(samples)
+
+    def _val_txt_samples(self) -> list[tuple[Path, int]]:
+        samples = []
+        for n, line in enumerate((self.root / "val.txt").read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise DatasetLayoutError(
+                    f"{self.root / 'val.txt'}:{n}: expected '<file> <class index>', got '{line}'"
+                )
+            samples.append((self.root / parts[0], int(parts[1])))
+        return samples
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.input = ClassifierInput(self)
+
+    def load(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        return self.input.prepare(load_image(path)), label
+
+    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+        return list(self.input.logits(model, images).cpu())
+
+    def new_accumulator(self) -> Accumulator:
+        return TopKAccumulator()
+
+
+class AgreementAccumulator(Accumulator):
+    """Top-1 agreement and KL(p_reference || p_decoded) between two sets of logits."""
+
+    def __init__(self) -> None:
+        self.agree = 0
+        self.kl_sum = 0.0
+        self.count = 0
+
+    def update(self, predictions, targets, sample_ids) -> None:
+        decoded, reference = torch.stack(list(predictions)), torch.stack(list(targets))
+        self.agree += int((decoded.argmax(1) == reference.argmax(1)).sum())
+        log_p, log_q = F.log_softmax(reference.double(), 1), F.log_softmax(decoded.double(), 1)
+        self.kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
+        self.count += len(decoded)
+
+    def state(self) -> dict:
+        return {"agree": self.agree, "kl_sum": self.kl_sum, "count": self.count}
+
+    def merge(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.count, 1)
+        return {"top1_agreement": 100.0 * self.agree / n, "kl": self.kl_sum / n}
+
+
+class ConsistencyTask(Task):
+    """Label-free: does the classifier predict on the decoded image what it predicts on the
+    original? Any image folder; the original's prediction is the target."""
+
+    name = "consistency"
+    default_model = "resnet50"
+    default_weights = "IMAGENET1K_V2"
+    metrics = ("top1_agreement", "kl")
+
+    def layout_hint(self) -> str:
+        return "expected a folder of images (any layout)"
+
+    def find_samples(self) -> list[Path]:
+        return list_images(self.root)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.input = ClassifierInput(self)
+
+    def load(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.input.prepare(load_image(self.samples[index]))
+        return image, image
+
+    def reference_predictions(
+        self, model: nn.Module, targets: Sequence[Any], device: torch.device
+    ) -> list[Any]:
+        return self.predict(model, [t.to(device) for t in targets])
+
+    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+        return list(self.input.logits(model, images).cpu())
+
+    def new_accumulator(self) -> Accumulator:
+        return AgreementAccumulator()

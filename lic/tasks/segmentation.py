@@ -1,0 +1,121 @@
+"""PASCAL VOC 2012 semantic segmentation: mIoU over 21 classes, 255 ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms import InterpolationMode
+
+from lic.data.images import ImageReadError, load_image
+from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+
+NUM_CLASSES = 21
+IGNORE = 255
+
+
+class ConfusionAccumulator(Accumulator):
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, predictions, targets, sample_ids) -> None:
+        n = self.matrix.shape[0]
+        for pred, target in zip(predictions, targets, strict=True):
+            keep = target != IGNORE
+            index = target[keep].long() * n + pred[keep].long()
+            self.matrix += torch.bincount(index, minlength=n * n).reshape(n, n)
+
+    def state(self) -> dict:
+        return {"matrix": self.matrix.tolist()}
+
+    def merge(self, state: dict) -> None:
+        self.matrix += torch.tensor(state["matrix"], dtype=torch.int64)
+
+    def compute(self) -> dict[str, float]:
+        m = self.matrix.double()
+        union = m.sum(0) + m.sum(1) - m.diag()
+        present = union > 0
+        iou = m.diag()[present] / union[present]
+        return {
+            "miou": 100.0 * float(iou.mean()) if present.any() else float("nan"),
+            "pixel_acc": 100.0 * float(m.diag().sum() / m.sum().clamp_min(1)),
+        }
+
+
+class VOCSegmentationTask(Task):
+    """VOC2012: `JPEGImages/`, `SegmentationClass/` (palette PNGs), and
+    `ImageSets/Segmentation/val.txt`. `root` is VOC2012 or the VOCdevkit above it."""
+
+    name = "voc"
+    default_model = "deeplabv3_resnet50"
+    default_weights = "COCO_WITH_VOC_LABELS_V1"
+    metrics = ("miou", "pixel_acc")
+
+    def layout_hint(self) -> str:
+        return (
+            "expected VOC2012/{JPEGImages/*.jpg, SegmentationClass/*.png, "
+            "ImageSets/Segmentation/val.txt}"
+        )
+
+    def find_samples(self) -> list[tuple[Path, Path]]:
+        if (self.root / "VOC2012").is_dir():
+            self.root = self.root / "VOC2012"
+        split = self.root / "ImageSets" / "Segmentation" / "val.txt"
+        if not split.is_file():
+            raise DatasetLayoutError(f"{split}: missing ({self.layout_hint()})")
+        names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        samples = [
+            (self.root / "JPEGImages" / f"{n}.jpg", self.root / "SegmentationClass" / f"{n}.png")
+            for n in names
+        ]
+        missing = [str(p) for pair in samples for p in pair if not p.is_file()]
+        if missing:
+            raise DatasetLayoutError(
+                f"{len(missing)} file(s) listed in {split} are missing, "
+                f"e.g. {missing[0]} ({self.layout_hint()})"
+            )
+        return samples
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        ref = self.preprocess_reference()
+        self.resize = int(ref.resize_size[0]) if ref is not None else 520
+        self.mean = torch.tensor(ref.mean if ref is not None else (0.485, 0.456, 0.406))
+        self.std = torch.tensor(ref.std if ref is not None else (0.229, 0.224, 0.225))
+
+    def model_kwargs(self) -> dict:
+        return {"num_classes": NUM_CLASSES, "weights_backbone": None}
+
+    def load(self, index: int) -> tuple[Tensor, Tensor]:
+        image_path, mask_path = self.samples[index]
+        image = TF.resize(load_image(image_path), [self.resize], antialias=True)
+        try:
+            with Image.open(mask_path) as mask_file:
+                if mask_file.mode not in ("P", "L"):
+                    raise ImageReadError(
+                        mask_path,
+                        f"mask mode {mask_file.mode}, expected a palette PNG of class indices",
+                    )
+                mask = torch.from_numpy(np.array(mask_file, dtype=np.uint8))
+        except OSError as err:
+            raise ImageReadError(mask_path, f"unreadable mask ({err})") from None
+        mask = TF.resize(
+            mask[None], list(image.shape[-2:]), interpolation=InterpolationMode.NEAREST
+        )[0]
+        return image, mask
+
+    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+        out = []
+        for image in images:  # sizes differ after the short-side resize
+            x = (image[None] - self.mean.view(1, 3, 1, 1).to(image.device)) / self.std.view(
+                1, 3, 1, 1
+            ).to(image.device)
+            out.append(model(x)["out"][0].argmax(0).to(torch.uint8).cpu())
+        return out
+
+    def new_accumulator(self) -> Accumulator:
+        return ConfusionAccumulator()
