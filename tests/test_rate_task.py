@@ -413,3 +413,53 @@ def test_script_writes_everything_and_fails_cleanly(datasets, checkpoints, tmp_p
     )
     assert bad.returncode == 1 and "no such directory" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_path):
+    """Two gloo ranks on the CPU: same rows as one process (KL up to float rounding, since
+    the batches the model sees differ)."""
+    args = [
+        "--ckpt",
+        str(checkpoints[0]),
+        "--task",
+        "consistency",
+        "--data-root",
+        str(datasets["consistency"]),
+        "--task-model",
+        "mobilenet_v3_small",
+        "--task-weights",
+        "none",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
+    script = str(ROOT / "eval_rate_task.py")
+    single = subprocess.run(
+        [sys.executable, script, *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    multi = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            script,
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]
+    one, two = (list(csv.DictReader((tmp_path / d / "results.csv").open())) for d in ("one", "two"))
+    for a, b in zip(one, two, strict=True):
+        assert {k: v for k, v in a.items() if k != "value"} == {
+            k: v for k, v in b.items() if k != "value"
+        }
+        assert float(a["value"]) == pytest.approx(float(b["value"]), abs=1e-6)
