@@ -29,10 +29,18 @@ def random_checkpoint(folder: Path) -> Path:
     model = create_codec("bmshj2018-hyperprior", quality=3)
     model.update(force=True)
     path = folder / "hyperprior_q3_random.ckpt"
-    torch.save({"state_dict": {f"codec.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"codec": "bmshj2018-hyperprior",
-                                     "codec_args": model.codec_args, "lmbda": 0.0067,
-                                     "distortion": "mse"}}, path)
+    torch.save(
+        {
+            "state_dict": {f"codec.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {
+                "codec": "bmshj2018-hyperprior",
+                "codec_args": model.codec_args,
+                "lmbda": 0.0067,
+                "distortion": "mse",
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -53,8 +61,9 @@ def serial(task, ckpt: Path, model: torch.nn.Module, device: torch.device) -> fl
 def harness(task, ckpt: Path, model, device, workers: int, batch_size: int) -> float:
     coder = CheckpointCoder(ckpt, device="cpu" if workers else device)
     start = time.perf_counter()
-    result = evaluate_cell(task, coder, model, device, batch_size=batch_size, workers=workers,
-                           progress=False)
+    result = evaluate_cell(
+        task, coder, model, device, batch_size=batch_size, workers=workers, progress=False
+    )
     assert not result.failures, result.failures
     return result.n_images / (time.perf_counter() - start)
 
@@ -75,10 +84,14 @@ def main() -> None:
         ckpt = args.ckpt or random_checkpoint(Path(folder))
         serial(task, ckpt, model, device)  # warm-up (allocator, cudnn autotune, page cache)
         s = [serial(task, ckpt, model, device) for _ in range(args.repeats)]
-        h = [harness(task, ckpt, model, device, args.workers, args.batch_size)
-             for _ in range(args.repeats)]
-    print(f"device={device} cpu_threads={torch.get_num_threads()} workers={args.workers} "
-          f"batch={args.batch_size} images={len(task)} (224x224) repeats={args.repeats}")
+        h = [
+            harness(task, ckpt, model, device, args.workers, args.batch_size)
+            for _ in range(args.repeats)
+        ]
+    print(
+        f"device={device} cpu_threads={torch.get_num_threads()} workers={args.workers} "
+        f"batch={args.batch_size} images={len(task)} (224x224) repeats={args.repeats}"
+    )
     print(f"serial loop: median {statistics.median(s):.2f} img/s  {[round(v, 2) for v in s]}")
     print(f"harness:     median {statistics.median(h):.2f} img/s  {[round(v, 2) for v in h]}")
     print(f"speed-up: {statistics.median(h) / statistics.median(s):.2f}x")

@@ -105,6 +105,13 @@ def stream():
     return codec, codec.encode(photo_like(50, 60))
 
 
+def test_bitstreams_are_coded_in_float32_under_autocast(stream):
+    codec, data = stream
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert codec.encode(photo_like(50, 60)) == data
+        assert codec.decode(data).dtype == torch.float32
+
+
 def test_container_fields(stream):
     codec, data = stream
     parsed = Bitstream.from_bytes(data)

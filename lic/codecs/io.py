@@ -138,7 +138,8 @@ class BitstreamCodec:
         if x.shape[0] != 1 or x.shape[1] != 3:
             raise ValueError(f"encode takes one RGB image, got shape {tuple(image.shape)}")
         h, w = x.shape[-2:]
-        out = self.model.compress(pad_to_stride(x.to(self.device, torch.float32), self.stride))
+        with torch.autocast(self.device.type, enabled=False):  # code in fp32, always
+            out = self.model.compress(pad_to_stride(x.to(self.device, torch.float32), self.stride))
         streams = []
         for group in out["strings"]:
             if len(group) != 1:
@@ -165,7 +166,8 @@ class BitstreamCodec:
         stream = Bitstream.from_bytes(data)
         self.check(stream)
         strings = [[s] for s in stream.streams]
-        x_hat = self.model.decompress(strings, stream.shape)["x_hat"]
+        with torch.autocast(self.device.type, enabled=False):
+            x_hat = self.model.decompress(strings, stream.shape)["x_hat"]
         return x_hat[..., : stream.height, : stream.width].clamp(0, 1)
 
 
