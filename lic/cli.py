@@ -159,11 +159,228 @@ def _run_codec(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n, got '{text}'")
+    return int(index), int(count)
+
+
+def _add_pcmp(sub: argparse._SubParsersAction) -> None:
+    from lic.pcmp import DEFAULT_FAMILIES, DEFAULT_VOTERS, FAMILIES
+    from lic.pcmp.build import DEFAULT_TARGETS
+    from lic.pcmp.voters import CONSISTENCY_MODES
+
+    p = sub.add_parser("pcmp", help="build PSNR-matched consistency pairs")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    b = verbs.add_parser("build", help="distort, PSNR-match, vote (resumable, shardable)")
+    b.add_argument("--refs", required=True, type=Path, help="folder of reference images")
+    b.add_argument("--out", required=True, type=Path)
+    b.add_argument("--psnr", type=float, nargs="+", default=list(DEFAULT_TARGETS))
+    b.add_argument(
+        "--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=[*FAMILIES, "codec"]
+    )
+    b.add_argument(
+        "--codec-ckpt",
+        nargs="*",
+        default=[],
+        help="lic checkpoints, low to high rate, for the 'codec' family",
+    )
+    b.add_argument(
+        "--voters", nargs="+", default=list(DEFAULT_VOTERS), help="torchvision classifier names"
+    )
+    b.add_argument(
+        "--voter-weights", default="DEFAULT", help="DEFAULT, or none (random: a format demo only)"
+    )
+    b.add_argument("--consistency", default="prob", choices=CONSISTENCY_MODES)
+    b.add_argument("--tolerance", type=float, default=0.25, help="dB")
+    b.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N")
+    b.add_argument("--limit", type=int, help="first N references")
+    b.add_argument("--device", default="auto")
+    m = verbs.add_parser("merge", help="write pairs.csv and stats.json from all shards")
+    m.add_argument("--out", required=True, type=Path)
+    p.set_defaults(run=_run_pcmp, parser=p)
+
+
+def _run_pcmp(args: argparse.Namespace) -> int:
+    from lic.pcmp import build, merge
+
+    if args.verb == "merge":
+        stats = merge(args.out)
+    else:
+        stats = build(
+            args.refs,
+            args.out,
+            targets=args.psnr,
+            families=args.families,
+            voters=args.voters,
+            voter_weights=args.voter_weights,
+            mode=args.consistency,
+            shard=args.shard,
+            device=resolve_device(args.device),
+            codec_checkpoints=args.codec_ckpt,
+            tolerance=args.tolerance,
+            limit=args.limit,
+        )
+    print(json.dumps(stats, indent=1))
+    return 0
+
+
+def _metric_options(options: list[tuple[str, object]]) -> dict[str, dict]:
+    """`-o mlclipsim.pretrained=/path` -> {"mlclipsim": {"pretrained": "/path"}}."""
+    out: dict[str, dict] = {}
+    for key, value in options:
+        metric, sep, name = key.partition(".")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected METRIC.KEY=VALUE, got '{key}'")
+        out.setdefault(metric, {})[name] = value
+    return out
+
+
+def _add_iqa(sub: argparse._SubParsersAction) -> None:
+    from lic.iqa import READERS
+    from lic.metrics import list_metrics
+
+    for name in ("iqa", "ablate"):
+        help_text = (
+            "score an IQA dataset: SRCC/PLCC/KRCC or 2AFC"
+            if name == "iqa"
+            else "ML-CLIPSim configurations (towers, layers, alpha, resize) on a pair set"
+        )
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--dataset", required=True, choices=sorted(READERS))
+        p.add_argument("--root", required=True, type=Path, help="dataset folder or CSV file")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--out", type=Path, help="write the table as CSV here")
+        if name == "iqa":
+            p.add_argument("--metrics", nargs="+", required=True, choices=list_metrics())
+            p.add_argument(
+                "-o",
+                "--option",
+                type=_option,
+                action="append",
+                default=[],
+                metavar="METRIC.KEY=VALUE",
+            )
+            p.add_argument("--bootstrap", type=int, default=1000)
+            p.add_argument(
+                "--cache",
+                type=Path,
+                help="score cache folder (default: ~/.cache/lic/iqa/<dataset>)",
+            )
+            p.set_defaults(run=_run_iqa, parser=p)
+        else:
+            p.add_argument(
+                "--towers",
+                nargs="+",
+                default=["ViT-B-32:openai", "ViT-B-16:openai"],
+                help="MODEL:PRETRAINED (tag, file, or none)",
+            )
+            p.add_argument(
+                "--layers",
+                nargs="+",
+                default=["default", "11", "2,5,8,11", "8,9,10,11"],
+                help="comma-separated blocks, or 'default'",
+            )
+            p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+            p.add_argument(
+                "--resize",
+                nargs="+",
+                default=["squash"],
+                choices=["squash", "center_crop", "tiles"],
+            )
+            p.set_defaults(run=_run_ablate, parser=p)
+
+
+def _print_table(rows: list[dict], columns: list[str], out: Path | None) -> None:
+    widths = [max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_cell(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    if out:
+        import csv
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {out}")
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _run_iqa(args: argparse.Namespace) -> int:
+    from lic.data.images import DatasetLayoutError
+    from lic.iqa import PairSet, evaluate, read_dataset
+
+    try:
+        dataset = read_dataset(args.dataset, args.root)
+        options = _metric_options(args.option)
+    except (DatasetLayoutError, argparse.ArgumentTypeError) as err:
+        args.parser.error(str(err))
+    cache = args.cache or Path.home() / ".cache" / "lic" / "iqa" / args.dataset
+    rows = evaluate(
+        dataset, args.metrics, options, resolve_device(args.device), cache, args.bootstrap
+    )
+    if isinstance(dataset, PairSet):
+        columns = ["metric", "2afc", "2afc_ci_low", "2afc_ci_high", "majority_acc", "n", "n_failed"]
+    else:
+        columns = [
+            "metric",
+            "srcc",
+            "srcc_ci_low",
+            "srcc_ci_high",
+            "plcc",
+            "plcc_ci_low",
+            "plcc_ci_high",
+            "krcc",
+            "krcc_ci_low",
+            "krcc_ci_high",
+            "n",
+            "n_failed",
+        ]
+    size = len(dataset.pairs) if isinstance(dataset, PairSet) else len(dataset.items)
+    print(f"{dataset.name}: {size} {'pairs' if isinstance(dataset, PairSet) else 'images'}")
+    _print_table(rows, columns, args.out)
+    for row in rows:
+        for error in row["errors"]:
+            print(f"error: {row['metric']}: {error}", file=sys.stderr)
+    return 1 if any(row["n_failed"] for row in rows) else 0
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from lic.data.images import DatasetLayoutError
+    from lic.iqa import PairSet, read_dataset
+    from lic.iqa.ablation import ablate
+
+    try:
+        dataset = read_dataset(args.dataset, args.root)
+    except DatasetLayoutError as err:
+        args.parser.error(str(err))
+    if not isinstance(dataset, PairSet):
+        args.parser.error(f"{args.dataset} is a scored set; ablation needs a pair set")
+    towers = []
+    for spec in args.towers:
+        model, _, pretrained = spec.partition(":")
+        towers.append((model, None if pretrained.lower() in ("", "none") else pretrained))
+    layer_sets = [None if s == "default" else [int(i) for i in s.split(",")] for s in args.layers]
+    rows = ablate(
+        dataset, towers, layer_sets, args.alphas, args.resize, resolve_device(args.device)
+    )
+    _print_table(rows, ["tower", "pretrained", "resize", "layers", "alpha", "2afc", "n"], args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_score(sub)
     _add_codec_commands(sub)
+    _add_pcmp(sub)
+    _add_iqa(sub)
     return parser
 
 

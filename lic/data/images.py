@@ -28,6 +28,10 @@ class ImageReadError(ValueError):
         self.path, self.reason = str(path), reason
 
 
+class DatasetLayoutError(ValueError):
+    """A dataset folder without its official layout; the message says what is wrong."""
+
+
 def _is_16bit_png(data: bytes) -> bool:
     # IHDR is the first chunk; byte 24 of the file is its bit depth.
     return len(data) > 24 and data[:8] == _PNG_SIGNATURE and data[24] == 16

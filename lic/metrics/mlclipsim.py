@@ -38,7 +38,8 @@ class MLCLIPSim(FrozenNetMetric):
     Args:
         model: open_clip model name with a ViT image tower (`open_clip.list_models()`).
         pretrained: open_clip tag, path to a checkpoint file, or None (random, tests only).
-        layers: 0-based blocks whose patch tokens are compared; default: one per quarter.
+        layers: 0-based blocks whose patch tokens are compared; default: one per quarter;
+            "all": every block.
         weights: non-negative layer weights (normalised to sum to 1); default uniform.
         alpha: weight of the global-embedding cosine against the layer term.
         resize: "squash" (default: bicubic to the tower's size, no crop), "center_crop"
@@ -67,6 +68,8 @@ class MLCLIPSim(FrozenNetMetric):
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got '{resize}'")
+        if layers == "all":
+            layers = range(tower.depth)
         layers = tuple(default_layers(tower.depth) if layers is None else layers)
         if not layers or any(not -tower.depth <= i < tower.depth for i in layers):
             raise ValueError(f"layers {layers} outside the {tower.depth} blocks of '{model}'")

@@ -16,11 +16,57 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lic.data.images import DatasetLayoutError
 from lic.weights import require_hub_file
 
+__all__ = ["Accumulator", "DatasetLayoutError", "Task", "build_model"]
 
-class DatasetLayoutError(ValueError):
-    """The dataset folder does not have the official layout; the message says what is wrong."""
+
+def build_model(
+    name: str, weights, weights_name: str, device: torch.device, who: str, **random_kwargs
+) -> nn.Module:
+    """An eval-mode torchvision model (weights enum member or None: random, seeded so every
+    run builds the same one) or `timm:NAME` (pretrained unless weights_name is 'none')."""
+    if name.startswith("timm:"):
+        import timm
+
+        return (
+            timm.create_model(name[5:], pretrained=weights_name.lower() != "none").eval().to(device)
+        )
+    import torchvision.models as tvm
+
+    if weights is not None:
+        require_hub_file(weights.url, f"{who} {name}")
+        return tvm.get_model(name, weights=weights).eval().to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return tvm.get_model(name, weights=None, **random_kwargs).eval().to(device)
+
+
+def weights_member(name: str, weights_name: str):
+    """torchvision weights enum member of model `name` ('DEFAULT', a member name), or None
+    for 'none' and timm models."""
+    import torchvision.models as tvm
+
+    if name.startswith("timm:") or weights_name.lower() == "none":
+        return None
+    enum = tvm.get_model_weights(name)
+    try:
+        return enum.DEFAULT if weights_name == "DEFAULT" else enum[weights_name]
+    except KeyError:
+        raise ValueError(
+            f"{name} has no weights '{weights_name}'; choose from "
+            f"{[w.name for w in enum]} or 'none'"
+        ) from None
+
+
+def reference_transform(name: str, weights):
+    """The weights' transforms (sizes, mean/std), also for random weights; None for timm."""
+    import torchvision.models as tvm
+
+    if name.startswith("timm:"):
+        return None
+    return (weights or tvm.get_model_weights(name).DEFAULT).transforms()
 
 
 class Accumulator(ABC):
@@ -103,49 +149,25 @@ class Task(ABC):
     # ---- model --------------------------------------------------------------------------
     def weights_enum(self):
         """The torchvision weights member named by `weights`, or None (random / timm)."""
-        import torchvision.models as tvm
-
-        if self.model_name.startswith("timm:") or self.weights_name.lower() == "none":
-            return None
-        enum = tvm.get_model_weights(self.model_name)
-        try:
-            return enum[self.weights_name] if self.weights_name != "DEFAULT" else enum.DEFAULT
-        except KeyError:
-            raise ValueError(
-                f"{self.model_name} has no weights '{self.weights_name}'; "
-                f"choose from {[w.name for w in enum]} or 'none'"
-            ) from None
+        return weights_member(self.model_name, self.weights_name)
 
     def preprocess_reference(self):
         """The weights' transforms, used for sizes and normalisation even when random."""
-        import torchvision.models as tvm
-
-        if self.model_name.startswith("timm:"):
-            return None
-        return (self.weights_enum() or tvm.get_model_weights(self.model_name).DEFAULT).transforms()
+        return reference_transform(self.model_name, self.weights_enum())
 
     def model_kwargs(self) -> dict:
         """Constructor arguments for random (`none`) weights, e.g. the number of classes."""
         return {}
 
     def build_model(self, device: torch.device) -> nn.Module:
-        if self.model_name.startswith("timm:"):
-            import timm
-
-            pretrained = self.weights_name.lower() != "none"
-            model = timm.create_model(self.model_name[5:], pretrained=pretrained)
-        else:
-            import torchvision.models as tvm
-
-            weights = self.weights_enum()
-            if weights is not None:
-                require_hub_file(weights.url, f"the {self.name} task model {self.model_name}")
-                model = tvm.get_model(self.model_name, weights=weights)
-            else:  # random weights, the same in every run: resumed runs must match
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    model = tvm.get_model(self.model_name, weights=None, **self.model_kwargs())
-        return model.eval().to(device)
+        return build_model(
+            self.model_name,
+            self.weights_enum(),
+            self.weights_name,
+            device,
+            f"the {self.name} task model",
+            **self.model_kwargs(),
+        )
 
     @abstractmethod
     def predict(self, model: nn.Module, images: list[Tensor]) -> list[Any]:

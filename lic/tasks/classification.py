@@ -20,8 +20,8 @@ class ClassifierInput:
     """Resize the short side, centre-crop, normalise: a torchvision weights' transform, split
     so that the codec sees the [0, 1] crop and normalisation happens after decoding."""
 
-    def __init__(self, task: Task) -> None:
-        ref = task.preprocess_reference()
+    def __init__(self, ref) -> None:
+        """`ref`: a torchvision ImageClassification transform, or None for 256/224 ImageNet."""
         self.resize = int(ref.resize_size[0]) if ref is not None else 256
         self.crop = int(ref.crop_size[0]) if ref is not None else 224
         mean = ref.mean if ref is not None else (0.485, 0.456, 0.406)
@@ -132,7 +132,7 @@ class ImageNetTask(Task):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.input = ClassifierInput(self)
+        self.input = ClassifierInput(self.preprocess_reference())
 
     def load(self, index: int) -> tuple[Tensor, int]:
         path, label = self.samples[index]
@@ -189,7 +189,7 @@ class ConsistencyTask(Task):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.input = ClassifierInput(self)
+        self.input = ClassifierInput(self.preprocess_reference())
 
     def load(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.input.prepare(load_image(self.samples[index]))
