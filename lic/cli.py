@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from lic.devices import resolve_device
 from lic.weights import WeightsUnavailableError
 
 
@@ -27,12 +26,6 @@ def _option(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,8 +112,9 @@ def run_build(refs, out, **kwargs):
     )
 
 
-def test_build_writes_pairs_images_and_stats(refs, tmp_path):
-    stats = run_build(refs, tmp_path / "out")
+def test_build_writes_pairs_images_and_stats(refs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # references given relative to the working directory
+    stats = run_build(refs.relative_to(tmp_path), tmp_path / "out")
     rows = (tmp_path / "out" / "pairs.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert {
@@ -133,7 +135,8 @@ def test_build_writes_pairs_images_and_stats(refs, tmp_path):
     for line in rows[1:]:
         record = dict(zip(header, line.split(","), strict=True))
         assert (tmp_path / "out" / record["A"]).is_file()
-        assert (tmp_path / "out" / record["ref"]).resolve().is_file()
+        assert not Path(record["ref"]).is_absolute()
+        assert (tmp_path / "out" / record["ref"]).resolve() == (refs / Path(record["ref"]).name)
         assert abs(float(record["psnr_a"]) - float(record["target_psnr"])) <= 0.25
         assert 0 <= float(record["p"]) <= 1
     skipped = json.loads((tmp_path / "out" / "stats.json").read_text())["skipped_by_family"]

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from lic.codecs.io import BitstreamError
 from lic.data.images import ImageReadError
+from lic.devices import resolve_device
 from lic.evaluation.coders import (
     DEFAULT_QUALITIES,
     CheckpointCoder,
@@ -229,13 +230,7 @@ def run(
 
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    device = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if device == "auto"
-        else device
-    )
+    device = resolve_device(device)
     codec_device = device if workers == 0 else "cpu"
     coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
     rank, _ = _distributed()

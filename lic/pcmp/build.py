@@ -79,7 +79,7 @@ def build_reference(
             ma, mb = matches[a], matches[b]
             pairs.append(
                 {
-                    "ref": str(path),
+                    "ref": os.path.relpath(path, out),  # relative to pairs.csv, like A/B
                     "A": str(files[a].relative_to(out)),
                     "B": str(files[b].relative_to(out)),
                     "target_psnr": target,

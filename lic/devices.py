@@ -1,0 +1,12 @@
+"""Device names as users type them."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'auto' is the first GPU when there is one, else the CPU; anything else as torch reads it."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
