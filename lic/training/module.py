@@ -58,7 +58,8 @@ class CodecModule(L.LightningModule):
         self.criterion = RateDistortionLoss(distortion, lmbda, metric_args)
         self.val_metric_fns = {name: self._metric(name) for name in val_metrics}
         self.stride = codec_stride(self.codec)
-        self.skipped_images = 0
+        # counted on the device: no host sync per step; not persistent: not a codec weight
+        self.register_buffer("skipped_images", torch.zeros((), dtype=torch.long), persistent=False)
         self._bitstream_codec: BitstreamCodec | None = None
 
     def _metric(self, name: str) -> torch.nn.Module:
@@ -107,13 +108,13 @@ class CodecModule(L.LightningModule):
         out = self._forward(x)
         losses = self.criterion(out, x)
         aux_loss = self.codec.aux_loss()
-        self.skipped_images += int(batch["skipped"].sum())
+        self.skipped_images += batch["skipped"].sum()
         mse = (out["x_hat"].float() - x).square().mean()
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(x))
         self.log_dict(
             {"train/psnr": -10 * torch.log10(mse), "train/aux_loss": aux_loss}, batch_size=len(x)
         )
-        self.log("train/skipped_images", float(self.skipped_images), reduce_fx="max")
+        self.log("train/skipped_images", self.skipped_images.float(), reduce_fx="max")
         return losses["loss"] + aux_loss
 
     # ---- validation on real bitstreams ----------------------------------------------------
