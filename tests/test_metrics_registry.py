@@ -66,10 +66,12 @@ def test_ms_ssim(pair):
 
 def test_lpips_random_init_is_a_frozen_distance(pair):
     x, y = pair
+    torch.manual_seed(0)
     metric = create_metric("lpips", pretrained=False)
     assert metric.lower_better
     assert torch.allclose(metric(x, x), torch.zeros(2), atol=1e-6)
-    assert metric(x, y).shape == (2,) and torch.all(metric(x, y) > 0)
+    # random 1x1 "lin" weights may be negative: only trained LPIPS is a non-negative distance
+    assert metric(x, y).shape == (2,) and torch.all(metric(x, y).abs() > 0)
     assert list(metric.parameters()) == [] and metric.state_dict() == {}
 
 
