@@ -11,24 +11,13 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import tempfile
 import time
 import warnings
 
 import torch
-from PIL import Image
 
-from lic.data import load_image
+from lic.data.images import load_image, pillow_roundtrip
 from lic.metrics import MLCLIPSim
-
-
-def jpeg_copy(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """The image after a JPEG round trip through Pillow, read back by lic's own loader."""
-    array = (image * 255).round().byte().permute(1, 2, 0).numpy()
-    with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/dist.jpg"
-        Image.fromarray(array).save(path, quality=quality)
-        return load_image(path)
 
 
 def main() -> None:
@@ -52,7 +41,7 @@ def main() -> None:
         metric = MLCLIPSim(model=args.model, pretrained=pretrained, device=device)
         build_s = time.perf_counter() - start
     ref = load_image(args.image)
-    dist = jpeg_copy(ref, quality=20)
+    dist = pillow_roundtrip(ref, "jpeg", 20)[0]
     x, y = ref[None].to(device), dist[None].to(device)
 
     def once() -> float:

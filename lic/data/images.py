@@ -6,6 +6,7 @@ torchvision's PNG decoder, which keeps all 16 bits.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -89,10 +90,23 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write a (3, H, W) or (1, 3, H, W) tensor in [0, 1] as an 8-bit image (format by suffix)."""
-    path = Path(path)
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A (3, H, W) or (1, 3, H, W) tensor in [0, 1] as an 8-bit RGB Pillow image."""
     array = (image.detach().reshape(3, *image.shape[-2:]).float().clamp(0, 1) * 255).round()
+    return Image.fromarray(array.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write a tensor in [0, 1] as an 8-bit image (format by suffix)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.to(torch.uint8).permute(1, 2, 0).cpu().numpy()).save(path)
+    to_pil(image).save(path)
     return path
+
+
+def pillow_roundtrip(image: torch.Tensor, fmt: str, quality: int) -> tuple[torch.Tensor, int]:
+    """(decoded (3, H, W) in [0, 1], encoded size in bytes) of a Pillow JPEG/WebP round trip."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format=fmt.upper(), quality=int(quality))
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return _pil_to_tensor(decoded), buffer.tell()

@@ -7,18 +7,16 @@ parallel; entropy coding runs on the CPU in any case.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from lic.codecs import BitstreamCodec, codec_stride, load_checkpoint
 from lic.codecs.io import pad_to_stride
+from lic.data.images import pillow_roundtrip
 from lic.losses import estimated_bits
 
 DEFAULT_QUALITIES = {"jpeg": (10, 20, 30, 50, 70, 90), "webp": (5, 15, 30, 50, 75, 90)}
@@ -78,12 +76,8 @@ class PillowCoder(Coder):
         return f"{self.codec}-q{self.quality}"
 
     def roundtrip(self, image: Tensor) -> tuple[Tensor, float]:
-        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format=self.codec.upper(), quality=self.quality)
-        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-            pixels = np.asarray(decoded.convert("RGB")).copy()
-        return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, 8.0 * buffer.tell()
+        decoded, size = pillow_roundtrip(image, self.codec, self.quality)
+        return decoded, 8.0 * size
 
 
 def objective_label(distortion: object) -> str:

@@ -7,18 +7,16 @@ value; a family that cannot come within the tolerance of the target is skipped.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from torch import Tensor
 
+from lic.data.images import pillow_roundtrip
 from lic.metrics.pixel import PSNR
 
 _psnr = PSNR()
@@ -53,12 +51,7 @@ class Family:
 
 def _pillow(fmt: str) -> Callable[[Tensor, float, int], Tensor]:
     def apply(image: Tensor, quality: float, seed: int) -> Tensor:
-        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format=fmt, quality=int(quality))
-        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-            pixels = np.asarray(decoded.convert("RGB")).copy()
-        return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+        return pillow_roundtrip(image, fmt, int(quality))[0]
 
     return apply
 

@@ -39,7 +39,18 @@ class ClassifierInput:
         return model(x).float()
 
 
-class TopKAccumulator(Accumulator):
+class SumAccumulator(Accumulator):
+    """A state of counts and sums: shards merge by adding them."""
+
+    def state(self) -> dict:
+        return dict(vars(self))
+
+    def merge(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, getattr(self, key) + value)
+
+
+class TopKAccumulator(SumAccumulator):
     def __init__(self) -> None:
         self.correct1 = self.correct5 = self.count = 0
 
@@ -50,13 +61,6 @@ class TopKAccumulator(Accumulator):
         self.correct1 += int((top5[:, 0] == labels).sum())
         self.correct5 += int((top5 == labels[:, None]).any(dim=1).sum())
         self.count += len(labels)
-
-    def state(self) -> dict:
-        return {"correct1": self.correct1, "correct5": self.correct5, "count": self.count}
-
-    def merge(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, getattr(self, key) + value)
 
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
@@ -145,7 +149,7 @@ class ImageNetTask(Task):
         return TopKAccumulator()
 
 
-class AgreementAccumulator(Accumulator):
+class AgreementAccumulator(SumAccumulator):
     """Top-1 agreement and KL(p_reference || p_decoded) between two sets of logits."""
 
     def __init__(self) -> None:
@@ -159,13 +163,6 @@ class AgreementAccumulator(Accumulator):
         log_p, log_q = F.log_softmax(reference.double(), 1), F.log_softmax(decoded.double(), 1)
         self.kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
         self.count += len(decoded)
-
-    def state(self) -> dict:
-        return {"agree": self.agree, "kl_sum": self.kl_sum, "count": self.count}
-
-    def merge(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, getattr(self, key) + value)
 
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)

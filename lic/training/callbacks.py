@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import torch
-from PIL import Image
+
+from lic.data.images import to_pil
 
 
 class LogReconstructions(L.Callback):
@@ -41,8 +41,7 @@ class LogReconstructions(L.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         images = []
         for i, x_hat in enumerate(outputs["x_hat"][: self.num_images - first]):
-            array = (x_hat.float().clamp(0, 1) * 255).round().to(torch.uint8)
-            image = Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+            image = to_pil(x_hat)
             image.save(folder / f"{first + i:03d}.png")
             images.append(image)
         for logger in trainer.loggers:
