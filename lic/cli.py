@@ -28,6 +28,13 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _add_option_flag(parser: argparse.ArgumentParser, metavar: str, help_text: str) -> None:
+    """Repeatable `-o KEY=VALUE` metric arguments (values read as JSON when they parse)."""
+    parser.add_argument(
+        "-o", "--option", type=_option, action="append", default=[], metavar=metavar, help=help_text
+    )
+
+
 def _add_score(sub: argparse._SubParsersAction) -> None:
     from lic.metrics import list_metrics
 
@@ -41,15 +48,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pairs", nargs="*", metavar="REF DIST", help="reference, distorted, ...")
     p.add_argument("--ref-dir", type=Path)
     p.add_argument("--dist-dir", type=Path)
-    p.add_argument(
-        "-o",
-        "--option",
-        type=_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="metric argument, e.g. -o pretrained=/path/clip.bin -o alpha=0.3",
-    )
+    _add_option_flag(p, "KEY=VALUE", "metric argument, e.g. -o pretrained=/path/clip.bin")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="write a CSV of all pairs here")
     p.set_defaults(run=_run_score, parser=p)
@@ -247,14 +246,7 @@ def _add_iqa(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=Path, help="write the table as CSV here")
         if name == "iqa":
             p.add_argument("--metrics", nargs="+", required=True, choices=list_metrics())
-            p.add_argument(
-                "-o",
-                "--option",
-                type=_option,
-                action="append",
-                default=[],
-                metavar="METRIC.KEY=VALUE",
-            )
+            _add_option_flag(p, "METRIC.KEY=VALUE", "e.g. -o mlclipsim.alpha=0.3")
             p.add_argument("--bootstrap", type=int, default=1000)
             p.add_argument(
                 "--cache",
