@@ -36,12 +36,16 @@ class ImageFolderDataset(Dataset):
         if crop and center_crop:
             raise ValueError("choose crop (random) or center_crop, not both")
         if crop:
-            self.transform = v2.RandomCrop(crop, pad_if_needed=True, padding_mode="edge")
+            self.set_crop(crop)
         elif center_crop:
             self.transform = v2.CenterCrop(center_crop)  # zero-pads smaller images
         else:
             self.transform = None
         self._warned: set[int] = set()
+
+    def set_crop(self, size: int) -> None:
+        """Random crops of `size` from now on (e.g. a larger patch schedule stage)."""
+        self.transform = v2.RandomCrop(size, pad_if_needed=True, padding_mode="edge")
 
     def __len__(self) -> int:
         return len(self.files)

@@ -54,6 +54,8 @@ class ImageDataModule(L.LightningDataModule):
             all images share one size.
         num_workers, pin_memory, persistent_workers: DataLoader settings.
         seed: data-order seed: epoch e sees a permutation drawn from (seed, e) alone.
+        patch_schedule: `[[first_epoch, patch_size, batch_size], ...]` stages, e.g. MLIC++'s
+            256 then 512 crops; needs `trainer.reload_dataloaders_every_n_epochs: 1`.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class ImageDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         seed: int = 0,
+        patch_schedule: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -93,8 +96,19 @@ class ImageDataModule(L.LightningDataModule):
             **kwargs,
         )
 
+    def stage(self) -> tuple[int, int]:
+        """(patch size, batch size) for the current epoch under `patch_schedule`."""
+        patch, batch = self.hparams.patch_size, self.hparams.batch_size
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        for first_epoch, stage_patch, stage_batch in sorted(self.hparams.patch_schedule or []):
+            if epoch >= first_epoch:
+                patch, batch = stage_patch, stage_batch
+        return patch, batch
+
     def train_dataloader(self) -> DataLoader:
-        trainer, batch_size = self.trainer, self.hparams.batch_size
+        trainer = self.trainer
+        patch, batch_size = self.stage()
+        self.train_set.set_crop(patch)
         sampler = ResumableSampler(
             self.train_set,
             num_replicas=trainer.world_size if trainer else 1,

@@ -108,7 +108,7 @@ class CodecModule(L.LightningModule):
         out = self._forward(x)
         losses = self.criterion(out, x)
         aux_loss = self.codec.aux_loss()
-        self.skipped_images += batch["skipped"].sum()
+        self.skipped_images += batch["skipped"].sum().long()
         mse = (out["x_hat"].float() - x).square().mean()
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(x))
         self.log_dict(
