@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lic.codecs import BitstreamCodec, create_codec, load_checkpoint
+from lic.codecs import BitstreamCodec, create_codec, load_checkpoint, save_codec_checkpoint
 from lic.evaluation.coders import CheckpointCoder
 from lic.evaluation.rate_task import evaluate_cell
 from lic.tasks import create_task
@@ -28,20 +28,9 @@ from lic.tasks import create_task
 def random_checkpoint(folder: Path) -> Path:
     model = create_codec("bmshj2018-hyperprior", quality=3)
     model.update(force=True)
-    path = folder / "hyperprior_q3_random.ckpt"
-    torch.save(
-        {
-            "state_dict": {f"codec.{k}": v for k, v in model.state_dict().items()},
-            "hyper_parameters": {
-                "codec": "bmshj2018-hyperprior",
-                "codec_args": model.codec_args,
-                "lmbda": 0.0067,
-                "distortion": "mse",
-            },
-        },
-        path,
+    return save_codec_checkpoint(
+        model, folder / "hyperprior_q3_random.ckpt", lmbda=0.0067, distortion="mse"
     )
-    return path
 
 
 def serial(task, ckpt: Path, model: torch.nn.Module, device: torch.device) -> float:

@@ -104,22 +104,10 @@ def write_codec_checkpoint(
     codec_args: dict | None = None,
 ) -> Path:
     """A lic checkpoint of a tiny random codec, as training writes it (hparams + codec.*)."""
-    from lic.codecs import create_codec
+    from lic.codecs import create_codec, save_codec_checkpoint
 
     codec_args = codec_args or {"N": 16, "M": 24}
     torch.manual_seed(seed)
     model = create_codec(codec, **codec_args)
     model.update(force=True)
-    torch.save(
-        {
-            "state_dict": {f"codec.{k}": v for k, v in model.state_dict().items()},
-            "hyper_parameters": {
-                "codec": codec,
-                "codec_args": codec_args,
-                "lmbda": lmbda,
-                "distortion": distortion,
-            },
-        },
-        path,
-    )
-    return path
+    return save_codec_checkpoint(model, path, lmbda=lmbda, distortion=distortion)

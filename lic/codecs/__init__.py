@@ -1,7 +1,12 @@
 """Codecs: a registry over CompressAI models, real bitstreams, and checkpoint loading."""
 
 from lic.codecs import mlicpp  # noqa: F401  (registers "mlicpp")
-from lic.codecs.checkpoint import CheckpointInfo, init_codec_weights, load_checkpoint
+from lic.codecs.checkpoint import (
+    CheckpointInfo,
+    init_codec_weights,
+    load_checkpoint,
+    save_codec_checkpoint,
+)
 from lic.codecs.io import Bitstream, BitstreamCodec, BitstreamError, bitstream_bpp
 from lic.codecs.registry import codec_stride, create_codec, list_codecs, register_codec
 
@@ -17,4 +22,5 @@ __all__ = [
     "list_codecs",
     "load_checkpoint",
     "register_codec",
+    "save_codec_checkpoint",
 ]

@@ -44,6 +44,31 @@ def load_codec_state(model: CompressionModel, state_dict: dict, source: str) -> 
         ) from None
 
 
+def codec_state_dict(state_dict: dict) -> dict:
+    """The codec's own weights out of a LightningModule state dict (keys `codec.*`)."""
+    return {k[len(CODEC_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(CODEC_PREFIX)}
+
+
+def save_codec_checkpoint(
+    model: CompressionModel, path: str | Path, lmbda: float | None = None, distortion: object = None
+) -> Path:
+    """Write the smallest file `load_checkpoint` reads: the codec with its entropy tables
+    (run `update()` first) and the hyper-parameters that rebuild it, as training does."""
+    torch.save(
+        {
+            "state_dict": model.state_dict(prefix=CODEC_PREFIX),
+            "hyper_parameters": {
+                "codec": model.codec_name,
+                "codec_args": dict(model.codec_args),
+                "lmbda": lmbda,
+                "distortion": distortion,
+            },
+        },
+        path,
+    )
+    return Path(path)
+
+
 def entropy_tables_ready(model: CompressionModel) -> bool:
     """True when update() has filled the CDF tables that real bitstreams need."""
     tables = [b for n, b in model.named_buffers() if n.endswith("_quantized_cdf")]
@@ -77,12 +102,7 @@ def load_checkpoint(
     if expect_codec is not None and hparams["codec"] != expect_codec:
         raise ValueError(f"{path} is a '{hparams['codec']}' checkpoint, not '{expect_codec}'")
     model = create_codec(hparams["codec"], **dict(hparams.get("codec_args") or {}))
-    state = {
-        k[len(CODEC_PREFIX) :]: v
-        for k, v in ckpt["state_dict"].items()
-        if k.startswith(CODEC_PREFIX)
-    }
-    load_codec_state(model, state, str(path))
+    load_codec_state(model, codec_state_dict(ckpt["state_dict"]), str(path))
     if not entropy_tables_ready(model):
         warnings.warn(
             f"{path} has no entropy tables; computing them now. Bitstreams are only "
@@ -108,11 +128,7 @@ def init_codec_weights(model: CompressionModel, spec: str) -> None:
     else:
         ckpt = _read(spec)
         if isinstance(ckpt, dict) and "state_dict" in ckpt:
-            state = {
-                k[len(CODEC_PREFIX) :]: v
-                for k, v in ckpt["state_dict"].items()
-                if k.startswith(CODEC_PREFIX)
-            } or ckpt["state_dict"]
+            state = codec_state_dict(ckpt["state_dict"]) or ckpt["state_dict"]
         else:
             state = ckpt
         state = load_pretrained(state)

@@ -8,7 +8,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from lic.codecs.checkpoint import CODEC_PREFIX, init_codec_weights, load_codec_state
+from lic.codecs.checkpoint import (
+    CODEC_PREFIX,
+    codec_state_dict,
+    init_codec_weights,
+    load_codec_state,
+)
 from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
 from lic.codecs.registry import codec_stride, create_codec
 from lic.losses import RateDistortionLoss
@@ -147,9 +152,4 @@ class CodecModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Size the entropy tables as stored (and refuse another architecture clearly)."""
-        state = {
-            k[len(CODEC_PREFIX) :]: v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith(CODEC_PREFIX)
-        }
-        load_codec_state(self.codec, state, "checkpoint")
+        load_codec_state(self.codec, codec_state_dict(checkpoint["state_dict"]), "checkpoint")
