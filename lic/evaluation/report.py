@@ -37,45 +37,47 @@ COLUMNS = [
 ]
 
 
-def curve_label(row: dict) -> str:
-    if row["codec"] in ("jpeg", "webp"):
-        return row["codec"].upper()
-    return f"{row['codec']} / {row['objective']}"
+BASELINES = ("jpeg", "webp")
+Curve = tuple[str, str]  # (codec, objective)
 
 
-def curves(rows: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
-    """(task, metric) -> curve label -> sorted (bpp, value) points; uncompressed excluded."""
+def curve_label(curve: Curve) -> str:
+    codec, objective = curve
+    return codec.upper() if codec in BASELINES else f"{codec} / {objective}"
+
+
+def curves(rows: list[dict]) -> dict[tuple[str, str], dict[Curve, list[tuple[float, float]]]]:
+    """(task, metric) -> (codec, objective) -> sorted (bpp, value) points, curves in row
+    order; the uncompressed reference is not a curve."""
     out: dict = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["bpp"] is not None and row["codec"] != "uncompressed":
-            out[(row["task"], row["metric"])][curve_label(row)].append((row["bpp"], row["value"]))
-    return {k: {label: sorted(points) for label, points in v.items()} for k, v in out.items()}
+            curve = (row["codec"], row["objective"])
+            out[(row["task"], row["metric"])][curve].append((row["bpp"], row["value"]))
+    return {k: {curve: sorted(points) for curve, points in v.items()} for k, v in out.items()}
 
 
 def bd_table(rows: list[dict]) -> list[dict]:
     """BD-rate and BD-metric of every curve against the `mse` curve of the same codec (or,
     for baselines, of the first codec with one)."""
     table = []
-    for (task, metric), by_label in sorted(curves(rows).items()):
-        references = {
-            label.split(" / ")[0]: label for label in by_label if label.endswith(" / mse")
-        }
+    for (task, metric), by_curve in sorted(curves(rows).items()):
+        references = {codec: (codec, obj) for codec, obj in by_curve if obj == "mse"}
         if not references:
             continue
-        for label, points in sorted(by_label.items()):
-            codec = label.split(" / ")[0]
-            reference = references.get(codec, next(iter(references.values())))
-            if label == reference:
+        for curve, points in sorted(by_curve.items(), key=lambda item: curve_label(item[0])):
+            reference = references.get(curve[0], next(iter(references.values())))
+            if curve == reference:
                 continue
-            ref_rate, ref_value = zip(*by_label[reference], strict=True)
+            ref_rate, ref_value = zip(*by_curve[reference], strict=True)
             rate, value = zip(*points, strict=True)
             sign = -1.0 if metric in LOWER_BETTER else 1.0  # BD-rate wants "higher is better"
             table.append(
                 {
                     "task": task,
                     "metric": metric,
-                    "curve": label,
-                    "reference": reference,
+                    "curve": curve_label(curve),
+                    "reference": curve_label(reference),
                     "bd_rate_percent": bd_rate(
                         ref_rate, [sign * v for v in ref_value], rate, [sign * v for v in value]
                     ),
@@ -103,10 +105,10 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
         metrics = list(dict.fromkeys(r["metric"] for r in task_rows))
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
         for ax, metric in zip(axes[0], metrics, strict=True):
-            for label, points in all_curves.get((task, metric), {}).items():
+            for curve, points in all_curves.get((task, metric), {}).items():
                 rate, value = zip(*points, strict=True)
-                style = "--" if label in ("JPEG", "WEBP") else "-"
-                ax.plot(rate, value, style, marker="o", markersize=4, label=label)
+                style = "--" if curve[0] in BASELINES else "-"
+                ax.plot(rate, value, style, marker="o", markersize=4, label=curve_label(curve))
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
                     ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
