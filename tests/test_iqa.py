@@ -213,6 +213,7 @@ def test_scored_set_correlations_and_cache(tmp_path, monkeypatch):
         assert row["plcc"] > 0.95 and row["n"] == 6 and row["n_failed"] == 0
         assert row["srcc_ci_low"] <= row["srcc"] <= row["srcc_ci_high"]
     monkeypatch.setattr(benchmark, "score_pairs", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(benchmark, "create_metric", lambda *a, **k: pytest.fail("metric built"))
     again = evaluate(dataset, ["psnr"], cache_dir=tmp_path / "cache", bootstrap=100)
     assert again[0]["srcc"] == rows[0]["srcc"]
 

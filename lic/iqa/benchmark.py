@@ -13,7 +13,7 @@ import torch
 
 from lic.iqa.datasets import PairSet, ScoredSet
 from lic.iqa.stats import bootstrap_interval, krcc, majority_accuracy, plcc, srcc, two_afc
-from lic.metrics import create_metric
+from lic.metrics import create_metric, metric_spec
 from lic.metrics.scoring import score_pairs
 
 
@@ -38,10 +38,9 @@ def metric_scores(
     todo = sorted(
         {(str(r), str(d)) for (r, d), k in zip(pairs, keys, strict=True) if k not in cache}
     )
-    metric = create_metric(metric_name, **kwargs)
     errors = []
     if todo:
-        metric = metric.to(device).eval()
+        metric = create_metric(metric_name, **kwargs).to(device).eval()  # only when needed
         for row in score_pairs(metric, [(Path(r), Path(d)) for r, d in todo], device):
             if row.error is None:
                 cache[f"{row.reference}|{row.distorted}"] = row.score
@@ -51,7 +50,7 @@ def metric_scores(
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             cache_file.write_text(json.dumps(cache))
     scores = np.array([cache.get(k, math.nan) for k in keys], dtype=float)
-    return scores, bool(metric.lower_better), errors
+    return scores, metric_spec(metric_name).lower_better, errors
 
 
 def _afc_of_difference(difference: np.ndarray, p: np.ndarray) -> float:
