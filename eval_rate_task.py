@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rate from likelihoods instead of real bitstreams",
     )
-    p.add_argument("--task-model", help="torchvision model name or timm:NAME")
+    p.add_argument(
+        "--task-model",
+        help="torchvision model name or timm:NAME; for pope/seedbench a transformers VLM "
+        "(hub id or local folder, default OpenGVLab/InternVL3-1B-hf)",
+    )
     p.add_argument("--task-weights", help="weights enum name, DEFAULT, or none (random)")
     p.add_argument("--wandb", action="store_true", help="log the table and plots to W&B")
     p.add_argument("--no-progress", action="store_true")
@@ -98,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             use_wandb=args.wandb,
             progress=not args.no_progress,
         )
-    except (DatasetLayoutError, WeightsUnavailableError, FileNotFoundError, ValueError) as err:
+    except (
+        DatasetLayoutError,
+        WeightsUnavailableError,
+        FileNotFoundError,
+        ValueError,
+        ImportError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

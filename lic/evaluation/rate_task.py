@@ -3,7 +3,8 @@
 One *cell* is (coder, task). Worker processes load, prepare and code images (entropy coding
 runs on the CPU) while the main process runs the task model on batches on the device. A
 failed image is counted and listed, never dropped silently. Each finished cell is written
-to `out/cells/`, so a re-run with the same `--out` skips it. Under torchrun the images of a
+to `out/cells/` (VLM tasks also write every answer to `out/answers/`), so a re-run with the
+same `--out` skips it. Under torchrun the images of a
 cell are sharded over ranks and the metric states are merged exactly on rank 0.
 """
 
@@ -88,6 +89,7 @@ class CellResult:
     n_images: int
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    records: list[dict] | None = None  # per-question answers of VLM tasks
 
     def to_json(self) -> dict:
         return {
@@ -144,8 +146,9 @@ def evaluate_cell(
             failures += [c.error for c in batch if c.error is not None]
             if good:
                 images = [c.image.to(device, non_blocking=True) for c in good]
-                predictions = task.predict(model, images)
-                targets = task.reference_predictions(model, [c.target for c in good], device)
+                targets = [c.target for c in good]
+                predictions = task.predict(model, images, targets)
+                targets = task.reference_predictions(model, targets, device)
                 accumulator.update(predictions, targets, [c.sample_id for c in good])
                 bits += [(c.bits, c.pixels) for c in good if c.bits is not None]
                 n_ok += len(good)
@@ -170,6 +173,7 @@ def evaluate_cell(
         n_images=n_ok,
         failures=sorted(failures),
         seconds=time.perf_counter() - start,
+        records=accumulator.records(),
     )
 
 
@@ -206,6 +210,12 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
         }
         for metric in task_metrics
     ]
+
+
+def write_records(path: Path, result: CellResult) -> None:
+    """One JSON line per question: what the model answered and how it was parsed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in result.records or ()))
 
 
 def run(
@@ -254,6 +264,8 @@ def run(
             result = evaluate_cell(task, coder, model, device, batch_size, workers, progress)
             cell = result.to_json()
             if rank == 0:
+                if result.records is not None:
+                    write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
                 path.write_text(json.dumps(cell, indent=1))
                 rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
                 log.info(

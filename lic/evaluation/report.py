@@ -19,8 +19,15 @@ UNITS = {
     "map50": "%",
     "top1_agreement": "%",
     "kl": "nats",
+    "accuracy": "%",
+    "precision": "%",
+    "recall": "%",
+    "f1": "%",
+    "yes_ratio": "%",
+    "unparsed": "%",
 }
-LOWER_BETTER = {"kl"}
+LOWER_BETTER = {"kl", "unparsed"}
+NOT_A_QUALITY = {"yes_ratio"}  # POPE's bias diagnostic: plotted, no BD numbers
 COLUMNS = [
     "codec",
     "objective",
@@ -62,6 +69,8 @@ def bd_table(rows: list[dict]) -> list[dict]:
     for baselines, of the first codec with one)."""
     table = []
     for (task, metric), by_curve in sorted(curves(rows).items()):
+        if metric in NOT_A_QUALITY:
+            continue
         references = {codec: (codec, obj) for codec, obj in by_curve if obj == "mse"}
         if not references:
             continue

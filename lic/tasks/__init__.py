@@ -6,9 +6,18 @@ from lic.tasks.base import Accumulator, DatasetLayoutError, Task
 from lic.tasks.classification import ConsistencyTask, ImageNetTask
 from lic.tasks.detection import COCODetectionTask
 from lic.tasks.segmentation import VOCSegmentationTask
+from lic.tasks.vqa import POPETask, SEEDBenchTask
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (ImageNetTask, VOCSegmentationTask, COCODetectionTask, ConsistencyTask)
+    cls.name: cls
+    for cls in (
+        ImageNetTask,
+        VOCSegmentationTask,
+        COCODetectionTask,
+        ConsistencyTask,
+        POPETask,
+        SEEDBenchTask,
+    )
 }
 
 

@@ -86,6 +86,10 @@ class Accumulator(ABC):
     @abstractmethod
     def compute(self) -> dict[str, float]: ...
 
+    def records(self) -> list[dict] | None:
+        """Per-question records worth keeping beside the scores (VLM answers), or None."""
+        return None
+
 
 class Task(ABC):
     """One task: dataset, model, predictions and metric.
@@ -170,8 +174,9 @@ class Task(ABC):
         )
 
     @abstractmethod
-    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Any]:
-        """Predictions for prepared images already on the model's device."""
+    def predict(self, model: nn.Module, images: list[Tensor], targets: Sequence = ()) -> list[Any]:
+        """Predictions for prepared images already on the model's device; `targets` carry
+        what a prediction may need besides the image (a VLM's questions)."""
 
     def reference_predictions(
         self, model: nn.Module, targets: Sequence[Any], device: torch.device

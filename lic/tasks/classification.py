@@ -142,7 +142,9 @@ class ImageNetTask(Task):
         path, label = self.samples[index]
         return self.input.prepare(load_image(path)), label
 
-    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[Tensor]:
         return list(self.input.logits(model, images).cpu())
 
     def new_accumulator(self) -> Accumulator:
@@ -197,7 +199,9 @@ class ConsistencyTask(Task):
     ) -> list[Any]:
         return self.predict(model, [t.to(device) for t in targets])
 
-    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[Tensor]:
         return list(self.input.logits(model, images).cpu())
 
     def new_accumulator(self) -> Accumulator:

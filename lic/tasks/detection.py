@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from pycocotools.coco import COCO
@@ -91,7 +92,9 @@ class COCODetectionTask(Task):
         path, image_id = self.samples[index]
         return load_image(path), image_id
 
-    def predict(self, model: nn.Module, images: list[Tensor]) -> list[list[dict]]:
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[list[dict]]:
         results = []
         for output in model(images):  # torchvision detectors take a list of images
             boxes = output["boxes"].float().cpu()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,9 @@ class VOCSegmentationTask(Task):
         )[0]
         return image, mask
 
-    def predict(self, model: nn.Module, images: list[Tensor]) -> list[Tensor]:
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[Tensor]:
         out = []
         for image in images:  # sizes differ after the short-side resize
             x = (image[None] - self.mean.view(1, 3, 1, 1).to(image.device)) / self.std.view(
