@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
+        "--coding",
+        choices=["workers", "device"],
+        default="workers",
+        help="code images in the --workers processes on the CPU, or in batches on --device "
+        "(transforms batched on the GPU; workers only load)",
+    )
+    p.add_argument(
         "--estimate-rate",
         action="store_true",
         help="rate from likelihoods instead of real bitstreams",
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             task_weights=args.task_weights,
             use_wandb=args.wandb,
             progress=not args.no_progress,
+            coding=args.coding,
         )
     except (
         DatasetLayoutError,

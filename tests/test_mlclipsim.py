@@ -192,6 +192,38 @@ def test_bf16_tower_keeps_float32_cosines(make_mlclipsim):
     assert abs(float(half - full)) < 0.02
 
 
+def _score_and_gradient(metric, x, y):
+    y = y.clone().requires_grad_(True)
+    score = metric(x, y)
+    (grad,) = torch.autograd.grad(score.sum(), y)
+    return score.detach(), grad
+
+
+@pytest.mark.parametrize(
+    "fast",
+    [{"one_pass": True}, {"compile": True}],
+    ids=["one_pass", "compile"],
+)
+def test_speed_switches_keep_values_and_gradients(make_mlclipsim, fast):
+    x = torch.stack([photo_like(seed=1), photo_like(seed=2)])
+    y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    reference = _score_and_gradient(make_mlclipsim(), x, y)
+    with torch.no_grad():
+        no_grad_score = make_mlclipsim(**fast)(x, y)
+    score, grad = _score_and_gradient(make_mlclipsim(**fast), x, y)
+    torch.testing.assert_close(no_grad_score, reference[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(score, reference[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, reference[1], rtol=1e-4, atol=1e-7)
+    assert grad.abs().sum() > 0
+
+
+def test_precision_is_configurable_by_name(make_mlclipsim):
+    assert make_mlclipsim(dtype="bf16").net_dtype == torch.bfloat16
+    assert make_mlclipsim(dtype="float32").net_dtype == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype 'half-ish'"):
+        make_mlclipsim(dtype="half-ish")
+
+
 def test_state_dict_checkpoint_loads_through_pretrained_path(tiny_clip, tmp_path):
     torch.manual_seed(11)
     clip = open_clip.create_model(tiny_clip, pretrained=None)

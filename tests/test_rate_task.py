@@ -225,6 +225,39 @@ def test_corrupt_image_is_counted_not_fatal(datasets, checkpoints, tmp_path):
     assert "## Failures: 2" in (tmp_path / "o" / "summary.md").read_text()
 
 
+def test_coding_on_the_device_in_batches_equals_coding_in_workers(datasets, checkpoints, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):  # two sizes: batches mix them; one corrupt file fails alone
+        save_rgb(folder / f"{i}.png", photo_like(64 + 16 * (i % 2), 80, seed=i))
+    (folder / "3.png").write_bytes((folder / "3.png").read_bytes()[:100])
+    results = {}
+    for coding in ("workers", "device"):
+        rows = run(
+            checkpoints[:2],
+            ["consistency"],
+            {"consistency": str(folder)},
+            tmp_path / coding,
+            baselines=["jpeg"],
+            qualities={"jpeg": [50]},
+            workers=1,
+            batch_size=4,
+            device="cpu",
+            task_model="mobilenet_v3_small",
+            task_weights="none",
+            progress=False,
+            coding=coding,
+        )
+        results[coding] = rows
+    for device_row, worker_row in zip(results["device"], results["workers"], strict=True):
+        assert device_row["bpp"] == worker_row["bpp"]  # the same bitstreams
+        assert device_row["value"] == pytest.approx(worker_row["value"], abs=1e-6)
+        assert {k: v for k, v in device_row.items() if k != "value"} == {
+            k: v for k, v in worker_row.items() if k != "value"
+        }
+    assert all(r["n_images"] == 4 and r["n_failed"] == 1 for r in results["device"])
+
+
 def test_bd_table_compares_each_objective_with_mse(datasets, checkpoints, tmp_path):
     run_tasks(["consistency"], datasets, checkpoints, tmp_path)
     table = list(csv.DictReader((tmp_path / "bd.csv").open()))

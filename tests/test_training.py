@@ -75,6 +75,25 @@ def test_a_few_steps_lower_each_objective(distortion, tiny_clip):
     assert after["distortion"] < before["distortion"]
 
 
+def test_channels_last_codec_gives_the_same_loss_and_gradients():
+    """Rounding instead of noise (eval mode): CompressAI draws the noise with empty_like,
+    whose values fall on other elements in channels-last, so only layout may differ."""
+    x = photo_batch(2, 80)  # 80: padded to the stride
+    results = []
+    for channels_last in (False, True):
+        module = make_module(channels_last=channels_last).eval()
+        loss = module.criterion(module._forward(x), x)["loss"]
+        loss.backward()
+        grads = [p.grad for p in module.codec.g_s.parameters()]
+        results.append((loss.detach(), grads))
+    (loss, grads), (loss_cl, grads_cl) = results
+    torch.testing.assert_close(loss_cl, loss, rtol=1e-5, atol=0)
+    for g, g_cl in zip(grads, grads_cl, strict=True):
+        torch.testing.assert_close(g_cl, g, rtol=1e-4, atol=1e-6)
+    module = make_module(channels_last=True)
+    assert module.codec.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_aux_loss_falls():
     """The quantiles converge under the shared optimiser (slowly: their tail logits are
     saturated at the start, so real runs take ~1e5 steps at aux_lr 1e-3)."""

@@ -131,23 +131,41 @@ class BitstreamCodec:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
+    @property
+    def codes_batches(self) -> bool:
+        """Whether one compress() call may code several images (MLIC++: one at a time)."""
+        return getattr(self.model, "codes_batches", True)
+
     def encode(self, image: Tensor) -> bytes:
         """(3, H, W) or (1, 3, H, W) in [0, 1] -> container bytes."""
         x = image if image.ndim == 4 else image[None]
         if x.shape[0] != 1 or x.shape[1] != 3:
             raise ValueError(f"encode takes one RGB image, got shape {tuple(image.shape)}")
+        return self._compress(x)[0]
+
+    def encode_batch(self, images: Tensor) -> list[bytes]:
+        """(N, 3, H, W) of one size -> one container per image, the same bytes as `encode`
+        gives each; the transforms run once over the batch (on the codec's device)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"encode_batch takes (N, 3, H, W), got {tuple(images.shape)}")
+        if not self.codes_batches:
+            return [self._compress(x[None])[0] for x in images]
+        return self._compress(images)
+
+    @torch.inference_mode()
+    def _compress(self, x: Tensor) -> list[bytes]:
         h, w = x.shape[-2:]
         with torch.autocast(self.device.type, enabled=False):  # code in fp32, always
             out = self.model.compress(pad_to_stride(x.to(self.device, torch.float32), self.stride))
-        streams = []
-        for group in out["strings"]:
-            if len(group) != 1:
-                raise ValueError("expected one string per entropy stage for one image")
-            streams.append(bytes(group[0]))
-        return Bitstream(
-            self.name, self.fingerprint, h, w, _plain(out["shape"]), tuple(streams)
-        ).to_bytes()
+        if any(len(group) != len(x) for group in out["strings"]):
+            raise ValueError("expected one string per entropy stage and image")
+        shape = _plain(out["shape"])
+        return [
+            Bitstream(
+                self.name, self.fingerprint, h, w, shape, tuple(bytes(g[i]) for g in out["strings"])
+            ).to_bytes()
+            for i in range(len(x))
+        ]
 
     def check(self, stream: Bitstream) -> None:
         if stream.codec != self.name:
@@ -160,15 +178,37 @@ class BitstreamCodec:
                 "(weights or entropy tables differ)"
             )
 
-    @torch.inference_mode()
     def decode(self, data: bytes) -> Tensor:
         """Container bytes -> (1, 3, H, W) float32 in [0, 1] on the codec's device."""
+        return self._decompress([self._parse(data)])
+
+    def decode_batch(self, data: list[bytes]) -> list[Tensor]:
+        """Containers -> (3, H, W) images; files of one size and latent shape are decoded by
+        one decompress() call."""
+        streams = [self._parse(d) for d in data]
+        groups: dict[tuple, list[int]] = {}
+        for i, s in enumerate(streams):
+            key = (s.height, s.width, json.dumps(s.shape)) if self.codes_batches else i
+            groups.setdefault(key, []).append(i)
+        images: list[Tensor] = [torch.empty(0)] * len(streams)
+        for indices in groups.values():
+            decoded = self._decompress([streams[i] for i in indices])
+            for i, image in zip(indices, decoded, strict=True):
+                images[i] = image
+        return images
+
+    def _parse(self, data: bytes) -> Bitstream:
         stream = Bitstream.from_bytes(data)
         self.check(stream)
-        strings = [[s] for s in stream.streams]
+        return stream
+
+    @torch.inference_mode()
+    def _decompress(self, streams: list[Bitstream]) -> Tensor:
+        first = streams[0]
+        strings = [[s.streams[k] for s in streams] for k in range(len(first.streams))]
         with torch.autocast(self.device.type, enabled=False):
-            x_hat = self.model.decompress(strings, stream.shape)["x_hat"]
-        return x_hat[..., : stream.height, : stream.width].clamp(0, 1)
+            x_hat = self.model.decompress(strings, first.shape)["x_hat"]
+        return x_hat[..., : first.height, : first.width].clamp(0, 1)
 
 
 def _plain(shape: object) -> object:

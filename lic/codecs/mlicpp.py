@@ -100,6 +100,8 @@ class MLICPlusPlus(CompressionModel):
     `MLICPlusPlus(N=32, M=64, slices=4)`.
     """
 
+    codes_batches = False  # compress()/decompress() code one image at a time
+
     def __init__(self, N: int = 192, M: int = 320, slices: int = 10, heads: int = 4) -> None:
         super().__init__()
         if M % slices:

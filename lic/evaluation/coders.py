@@ -1,7 +1,8 @@
 """Everything that turns an image into (decoded image, bits): checkpoints and baselines.
 
 Coders are small and picklable, so evaluation workers each hold a copy and code images in
-parallel; entropy coding runs on the CPU in any case.
+parallel (`roundtrip`); or the main process codes whole batches on the GPU
+(`roundtrip_batch`). Entropy coding runs on the CPU in any case.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Coder(ABC):
     @abstractmethod
     def roundtrip(self, image: Tensor) -> tuple[Tensor, float | None]:
         """(3, H, W) in [0, 1] -> (decoded (3, H, W), bits or None when uncompressed)."""
+
+    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float | None]]:
+        """`roundtrip` of each image; learned codecs code images of one size together."""
+        return [self.roundtrip(image) for image in images]
 
     def meta(self) -> dict:
         return {
@@ -110,6 +115,22 @@ class CheckpointCoder(Coder):
 
     def meta(self) -> dict:
         return super().meta() | {"checkpoint": str(self.path), "distortion": self.distortion}
+
+    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float]]:
+        """Real bitstreams, one compress() and one decompress() call per image size: the
+        transforms run batched on the codec's device; decoded images stay there."""
+        if self.bitstreams is None:
+            return super().roundtrip_batch(images)
+        by_size: dict[tuple, list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape), []).append(i)
+        results: list = [None] * len(images)
+        for indices in by_size.values():
+            data = self.bitstreams.encode_batch(torch.stack([images[i] for i in indices]))
+            decoded = self.bitstreams.decode_batch(data)
+            for i, image, d in zip(indices, decoded, data, strict=True):
+                results[i] = (image, 8.0 * len(d))
+        return results
 
     @torch.inference_mode()
     def roundtrip(self, image: Tensor) -> tuple[Tensor, float]:

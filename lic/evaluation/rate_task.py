@@ -51,12 +51,21 @@ class Coded:
     pixels: int = 0
     error: str | None = None
 
+    def fail(self, err: Exception) -> None:
+        self.image = None
+        self.error = str(err) if self.sample_id in str(err) else f"{self.sample_id}: {err}"
+
+
+CODING_ERRORS = (ImageReadError, BitstreamError, ValueError, RuntimeError, OSError)
+CODING_MODES = ("workers", "device")
+
 
 class CodedImages(Dataset):
-    """Loads, prepares and codes task images; runs inside DataLoader workers."""
+    """Loads, prepares and (unless `code` is False) codes task images; runs inside
+    DataLoader workers."""
 
-    def __init__(self, task: Task, coder: Coder, indices: Sequence[int]) -> None:
-        self.task, self.coder, self.indices = task, coder, list(indices)
+    def __init__(self, task: Task, coder: Coder, indices: Sequence[int], code: bool = True) -> None:
+        self.task, self.coder, self.indices, self.code = task, coder, list(indices), code
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -65,12 +74,32 @@ class CodedImages(Dataset):
         index = self.indices[k]
         item = Coded(index, self.task.sample_id(index))
         try:
-            image, item.target = self.task.load(index)
-            item.image, item.bits = self.coder.roundtrip(image)
-            item.pixels = image.shape[-2] * image.shape[-1]
-        except (ImageReadError, BitstreamError, ValueError, RuntimeError, OSError) as err:
-            item.error = str(err) if item.sample_id in str(err) else f"{item.sample_id}: {err}"
+            item.image, item.target = self.task.load(index)
+            item.pixels = item.image.shape[-2] * item.image.shape[-1]
+            if self.code:
+                item.image, item.bits = self.coder.roundtrip(item.image)
+        except CODING_ERRORS as err:
+            item.fail(err)
         return item
+
+
+def code_on_device(coder: Coder, items: list[Coded], device: torch.device) -> None:
+    """Code loaded items in one batch on `device`; if the batch fails, image by image, so
+    that a bad image fails alone."""
+    images = [c.image.to(device, non_blocking=True) for c in items]
+    try:
+        results = coder.roundtrip_batch(images)
+    except CODING_ERRORS:
+        results = []
+        for item, image in zip(items, images, strict=True):
+            try:
+                results.append(coder.roundtrip(image))
+            except CODING_ERRORS as err:
+                item.fail(err)
+                results.append((None, None))
+    for item, (image, bits) in zip(items, results, strict=True):
+        if item.error is None:
+            item.image, item.bits = image, bits
 
 
 def _as_list(batch: list[Coded]) -> list[Coded]:
@@ -118,12 +147,20 @@ def evaluate_cell(
     batch_size: int = 16,
     workers: int = 0,
     progress: bool = True,
+    coding: str = "workers",
 ) -> CellResult:
-    """Metric, mean bpp and failures of one coder on one task (sharded under torchrun)."""
+    """Metric, mean bpp and failures of one coder on one task (sharded under torchrun).
+
+    `coding`: "workers" codes each image in the loader's worker processes on the CPU;
+    "device" has the workers only load, and codes each batch here on `device` (learned
+    codecs run their transforms batched; entropy coding stays on this CPU).
+    """
+    if coding not in CODING_MODES:
+        raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
     rank, world = _distributed()
     indices = range(rank, len(task), world)
     loader = DataLoader(
-        CodedImages(task, coder, indices),
+        CodedImages(task, coder, indices, code=coding == "workers"),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_as_list,
@@ -142,6 +179,8 @@ def evaluate_cell(
     )
     with torch.inference_mode():
         for batch in loader:
+            if coding == "device":
+                code_on_device(coder, [c for c in batch if c.error is None], device)
             good = [c for c in batch if c.error is None]
             failures += [c.error for c in batch if c.error is not None]
             if good:
@@ -234,14 +273,16 @@ def run(
     task_weights: str | None = None,
     use_wandb: bool = False,
     progress: bool = True,
+    coding: str = "workers",
 ) -> list[dict]:
-    """Evaluate every (coder, task) cell not yet in `out`, then write the reports."""
+    """Evaluate every (coder, task) cell not yet in `out`, then write the reports.
+    `coding`: see `evaluate_cell`; with `workers=0` images are coded on `device` anyway."""
     from lic.evaluation.report import write_reports
 
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
-    codec_device = device if workers == 0 else "cpu"
+    codec_device = device if workers == 0 or coding == "device" else "cpu"
     coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
     rank, _ = _distributed()
     cells = []
@@ -261,7 +302,9 @@ def run(
                     cells.append((cell, task.metrics))
                     continue
             model = model or task.build_model(device)
-            result = evaluate_cell(task, coder, model, device, batch_size, workers, progress)
+            result = evaluate_cell(
+                task, coder, model, device, batch_size, workers, progress, coding
+            )
             cell = result.to_json()
             if rank == 0:
                 if result.records is not None:
