@@ -25,7 +25,7 @@ transformers = pytest.importorskip("transformers")
 SPECIAL_WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 PLAIN_WORDS = "yes no A B C D there is a the in image answer dog cat red two one not maybe . ?"
 WORDS = SPECIAL_WORDS + PLAIN_WORDS.split(" ") + [":", "user", "assistant"]
-SPECIAL = range(len(SPECIAL_WORDS))
+SPECIAL = range(len(SPECIAL_WORDS))  # pad, bos, eos, unk and the image token
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}"
@@ -34,21 +34,52 @@ CHAT_TEMPLATE = (
 
 
 # ---- a tiny LLaVA (CLIP vision tower + Llama) with its processor, saved like a hub model ----
-def save_tiny_vlm(folder: Path) -> Path:
+def word_tokenizer(words: list[str], image_tokens: dict[str, str]):
+    """A whitespace word-level tokenizer over `words` (the first four: pad, bos, eos, unk),
+    with the model family's image tokens as named special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    vocab = {word: i for i, word in enumerate(WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    tokenizer = transformers.PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens=image_tokens,
     )
+
+
+def tiny_text_config(vocab_size: int) -> dict:
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+
+
+def save_model(model_class, config, processor, folder: Path, n_special: int = len(SPECIAL)) -> Path:
+    """A seeded random model and its processor, saved like a hub model. A random model
+    would often stop at once: suppressing the special tokens (the first `n_special`) makes
+    it always say words."""
+    torch.manual_seed(0)
+    model = model_class(config)
+    model.generation_config.suppress_tokens = list(range(n_special))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_vlm(folder: Path) -> Path:
+    tokenizer = word_tokenizer(WORDS, {"image_token": "<image>"})
     processor = transformers.LlavaProcessor(
         image_processor=transformers.CLIPImageProcessor(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
@@ -69,28 +100,12 @@ def save_tiny_vlm(folder: Path) -> Path:
             image_size=32,
             patch_size=16,
         ),
-        text_config=transformers.LlamaConfig(
-            vocab_size=len(WORDS),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-        ),
+        text_config=transformers.LlamaConfig(**tiny_text_config(len(WORDS))),
         image_token_index=WORDS.index("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
-    torch.manual_seed(0)
-    model = transformers.LlavaForConditionalGeneration(config)
-    # the random model would often stop at once; make it always say words
-    model.generation_config.suppress_tokens = list(SPECIAL)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_model(transformers.LlavaForConditionalGeneration, config, processor, folder)
 
 
 def scripted_copy(folder: Path, target: Path, word: str) -> Path:
@@ -395,28 +410,11 @@ def test_batched_generation_equals_one_prompt_at_a_time(vlms):
 
 
 def save_tiny_qwen2_5_vl(folder: Path) -> Path:
-    """Qwen2.5-VL: dynamic resolution and 3D rotary positions, the other VLM family."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    special = ["<pad>", "<s>", "</s>", "<unk>"]
+    """Qwen2.5-VL: dynamic resolution and 3D rotary positions."""
     vision = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
-    words = [*special, *vision, *PLAIN_WORDS.split(" "), ":", "user", "assistant"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_start_token": "<|vision_start|>",
-            "vision_end_token": "<|vision_end|>",
-        },
-    )
+    words = [*SPECIAL_WORDS[:4], *vision, *WORDS[len(SPECIAL_WORDS) :]]
+    names = ("image_token", "vision_start_token", "vision_end_token", "video_token")
+    tokenizer = word_tokenizer(words, dict(zip(names, vision, strict=True)))
     template = CHAT_TEMPLATE.replace("<image>", "<|vision_start|> <|image_pad|> <|vision_end|>")
     processor = transformers.Qwen2_5_VLProcessor(
         image_processor=transformers.Qwen2VLImageProcessor(
@@ -428,16 +426,8 @@ def save_tiny_qwen2_5_vl(folder: Path) -> Path:
     )
     config = transformers.Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(words),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
+            **tiny_text_config(len(words)),
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "pad_token_id": 0,
-            "bos_token_id": 1,
-            "eos_token_id": 2,
         },
         vision_config={
             "depth": 2,
@@ -448,23 +438,54 @@ def save_tiny_qwen2_5_vl(folder: Path) -> Path:
             "window_size": 56,
             "fullatt_block_indexes": [1],
         },
-        image_token_id=words.index("<|image_pad|>"),
-        video_token_id=words.index("<|video_pad|>"),
-        vision_start_token_id=words.index("<|vision_start|>"),
-        vision_end_token_id=words.index("<|vision_end|>"),
+        **{f"{name}_id": words.index(token) for name, token in zip(names, vision, strict=True)},
     )
-    torch.manual_seed(0)
-    model = transformers.Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.suppress_tokens = list(range(len(special) + len(vision)))
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    model_class = transformers.Qwen2_5_VLForConditionalGeneration
+    return save_model(model_class, config, processor, folder, n_special=8)
 
 
-def test_qwen2_5_vl_runs_through_the_same_back_end(tmp_path):
-    vlm = load_vlm(str(save_tiny_qwen2_5_vl(tmp_path / "qwen")), "DEFAULT", torch.device("cpu"))
-    assert type(vlm.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
-    images = [photo_like(40 + 17 * i, 50 + 9 * i, seed=i) for i in range(4)]  # 4 token grids
+def save_tiny_internvl(folder: Path) -> Path:
+    """InternVL3 (the default model's family): image tiles, pixel-shuffle projector."""
+    image = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    words = [*SPECIAL_WORDS[:4], *image, *WORDS[len(SPECIAL_WORDS) :]]
+    names = ("start_image_token", "end_image_token", "context_image_token", "video_token")
+    processor = transformers.InternVLProcessor(
+        image_processor=transformers.GotOcr2ImageProcessor(
+            size={"height": 28, "width": 28}, crop_to_patches=True, max_patches=4
+        ),
+        tokenizer=word_tokenizer(words, dict(zip(names, image, strict=True))),
+        video_processor=transformers.InternVLVideoProcessor(),
+        image_seq_length=1,  # (28 / 14)^2 patches, pixel-shuffled by 0.5
+        chat_template=CHAT_TEMPLATE.replace("<image>", "<IMG_CONTEXT>"),
+    )
+    config = transformers.InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 28,
+            "patch_size": 14,
+        },
+        text_config={"model_type": "qwen2", **tiny_text_config(len(words))},
+        image_token_id=words.index("<IMG_CONTEXT>"),
+        image_seq_length=1,
+    )
+    model_class = transformers.InternVLForConditionalGeneration
+    return save_model(model_class, config, processor, folder, n_special=8)
+
+
+@pytest.mark.parametrize(
+    ("save", "architecture"),
+    [
+        (save_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
+        (save_tiny_internvl, "InternVLForConditionalGeneration"),
+    ],
+)
+def test_other_vlm_families_run_through_the_same_back_end(save, architecture, tmp_path):
+    vlm = load_vlm(str(save(tmp_path / "vlm")), "DEFAULT", torch.device("cpu"))
+    assert type(vlm.model).__name__ == architecture
+    images = [photo_like(40 + 17 * i, 50 + 9 * i, seed=i) for i in range(4)]  # 4 sizes
     questions = ["Is there a dog?", "two", "Is there a red cat in the image?", "A"]
     batched = vlm.answer(images, questions)
     vlm.prompts_per_batch = 1
