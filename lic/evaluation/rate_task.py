@@ -4,8 +4,8 @@ One *cell* is (coder, task). Worker processes load, prepare and code images (ent
 runs on the CPU) while the main process runs the task model on batches on the device. A
 failed image is counted and listed, never dropped silently. Each finished cell is written
 to `out/cells/` (VLM tasks also write every answer to `out/answers/`), so a re-run with the
-same `--out` skips it. Under torchrun the images of a
-cell are sharded over ranks and the metric states are merged exactly on rank 0.
+same `--out` skips it. Under torchrun the images of a cell are sharded over ranks and the
+metric states are merged exactly on rank 0.
 """
 
 from __future__ import annotations
