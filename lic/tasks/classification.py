@@ -50,6 +50,19 @@ class SumAccumulator(Accumulator):
             setattr(self, key, getattr(self, key) + value)
 
 
+class ClassifierTask(Task):
+    """A task whose model is an image classifier fed the weights' resize/crop/normalise."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.input = ClassifierInput(self.preprocess_reference())
+
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[Tensor]:
+        return list(self.input.logits(model, images).cpu())
+
+
 class TopKAccumulator(SumAccumulator):
     def __init__(self) -> None:
         self.correct1 = self.correct5 = self.count = 0
@@ -67,7 +80,7 @@ class TopKAccumulator(SumAccumulator):
         return {"top1": 100.0 * self.correct1 / n, "top5": 100.0 * self.correct5 / n}
 
 
-class ImageNetTask(Task):
+class ImageNetTask(ClassifierTask):
     """ImageNet val: class folders (`n01440764/*.JPEG`, sorted wnids = class indices), or a
     flat folder of images with `LOC_val_solution.csv` + `LOC_synset_mapping.txt` (Kaggle) or
     `val.txt` lines `<file> <0-based class index>`."""
@@ -134,18 +147,9 @@ class ImageNetTask(Task):
             samples.append((self.root / parts[0], int(parts[1])))
         return samples
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.input = ClassifierInput(self.preprocess_reference())
-
     def load(self, index: int) -> tuple[Tensor, int]:
         path, label = self.samples[index]
         return self.input.prepare(load_image(path)), label
-
-    def predict(
-        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
-    ) -> list[Tensor]:
-        return list(self.input.logits(model, images).cpu())
 
     def new_accumulator(self) -> Accumulator:
         return TopKAccumulator()
@@ -171,7 +175,7 @@ class AgreementAccumulator(SumAccumulator):
         return {"top1_agreement": 100.0 * self.agree / n, "kl": self.kl_sum / n}
 
 
-class ConsistencyTask(Task):
+class ConsistencyTask(ClassifierTask):
     """Label-free: does the classifier predict on the decoded image what it predicts on the
     original? Any image folder; the original's prediction is the target."""
 
@@ -186,10 +190,6 @@ class ConsistencyTask(Task):
     def find_samples(self) -> list[Path]:
         return list_images(self.root)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.input = ClassifierInput(self.preprocess_reference())
-
     def load(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.input.prepare(load_image(self.samples[index]))
         return image, image
@@ -198,11 +198,6 @@ class ConsistencyTask(Task):
         self, model: nn.Module, targets: Sequence[Any], device: torch.device
     ) -> list[Any]:
         return self.predict(model, [t.to(device) for t in targets])
-
-    def predict(
-        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
-    ) -> list[Tensor]:
-        return list(self.input.logits(model, images).cpu())
 
     def new_accumulator(self) -> Accumulator:
         return AgreementAccumulator()
