@@ -128,8 +128,8 @@ VARIANTS = {
 }
 
 
-def lic_module(codec_name: str, objective: str, device, pretrained, variant) -> CodecModule:
-    metric_args, module_args, _ = VARIANTS[variant] if isinstance(variant, str) else variant
+def lic_module(codec_name: str, objective: str, device, pretrained, variant: tuple) -> CodecModule:
+    metric_args, module_args, _ = variant
     torch.manual_seed(0)  # every variant starts from the same codec weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -147,14 +147,13 @@ def lic_module(codec_name: str, objective: str, device, pretrained, variant) -> 
     return module.to(device).train()
 
 
-def lic_loss(module: CodecModule, batch: dict, variant) -> torch.Tensor:
-    device = batch["image"].device
-    amp = (VARIANTS[variant] if isinstance(variant, str) else variant)[2]
-    with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+def lic_loss(module: CodecModule, batch: dict, variant: tuple) -> torch.Tensor:
+    with torch.autocast(batch["image"].device.type, torch.bfloat16, enabled=variant[2]):
         return module.training_step(batch, 0)
 
 
 def lic_step_fn(codec_name: str, objective: str, x: torch.Tensor, pretrained, variant="lic"):
+    variant = VARIANTS[variant]
     module = lic_module(codec_name, objective, x.device, pretrained, variant)
     optimizer = module.configure_optimizers()
     batch = {"image": x, "skipped": torch.zeros(len(x), dtype=torch.long, device=x.device)}
@@ -177,7 +176,7 @@ def exactness(codec_name: str, objective: str, x: torch.Tensor, pretrained, vari
     batch = {"image": x, "skipped": torch.zeros(len(x), dtype=torch.long, device=x.device)}
     results = []
     reference = ({}, VARIANTS[variant][1], False)
-    for name in (reference, variant):
+    for name in (reference, VARIANTS[variant]):
         module = lic_module(codec_name, objective, x.device, pretrained, name)
         torch.manual_seed(1)
         loss = lic_loss(module, batch, name)

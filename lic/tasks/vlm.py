@@ -68,7 +68,7 @@ class VisionLanguageModel(nn.Module):
     ) -> None:
         super().__init__()
         self.model, self.processor = model, processor
-        self.max_new_tokens, self.prompts_per_batch = max_new_tokens, prompts_per_batch
+        self.prompts_per_batch = prompts_per_batch
         if getattr(processor, "chat_template", None) is None:
             raise ValueError(
                 "the VLM's processor has no chat template; use an instruction-tuned model"
