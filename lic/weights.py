@@ -10,10 +10,12 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from lic.errors import LicError
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(LicError, RuntimeError):
     """Pretrained weights are neither cached locally nor downloadable from here."""
 
 

@@ -15,13 +15,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from lic.errors import InputError
+
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 )
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image file that cannot be decoded; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
@@ -29,7 +31,7 @@ class ImageReadError(ValueError):
         self.path, self.reason = str(path), reason
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(InputError):
     """A dataset folder without its official layout; the message says what is wrong."""
 
 
