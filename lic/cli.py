@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lic.devices import resolve_device
-from lic.weights import WeightsUnavailableError
+from lic.errors import run_entry_point
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -159,9 +159,13 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _add_pcmp(sub: argparse._SubParsersAction) -> None:
-    from lic.pcmp import DEFAULT_FAMILIES, DEFAULT_VOTERS, FAMILIES
-    from lic.pcmp.build import DEFAULT_TARGETS
-    from lic.pcmp.voters import CONSISTENCY_MODES
+    from lic.pcmp.defaults import (
+        CONSISTENCY_MODES,
+        DEFAULT_FAMILIES,
+        DEFAULT_TARGETS,
+        DEFAULT_VOTERS,
+        FAMILY_NAMES,
+    )
 
     p = sub.add_parser("pcmp", help="build PSNR-matched consistency pairs")
     verbs = p.add_subparsers(dest="verb", required=True)
@@ -170,7 +174,7 @@ def _add_pcmp(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--psnr", type=float, nargs="+", default=list(DEFAULT_TARGETS))
     b.add_argument(
-        "--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=[*FAMILIES, "codec"]
+        "--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=FAMILY_NAMES
     )
     b.add_argument(
         "--codec-ckpt",
@@ -370,13 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
+    """Run one subcommand; errors follow `lic.errors` (one line; exit 2 usage, 1 runtime)."""
+
+    def run() -> int:
+        args = build_parser().parse_args(argv)
         return args.run(args)
-    except WeightsUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+
+    return run_entry_point(run)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,18 @@ class InputError(LicError, ValueError):
     exit_code = USAGE_EXIT
 
 
+class ImageReadError(InputError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+class DatasetLayoutError(InputError):
+    """A dataset folder without its official layout; the message says what is wrong."""
+
+
 def debug_requested() -> bool:
     return os.environ.get("LIC_DEBUG", "").lower() in {"1", "true", "yes", "on"}
 

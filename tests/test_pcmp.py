@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from conftest import photo_like, save_rgb
 
 from lic.cli import main
 from lic.pcmp import FAMILIES, VoterPanel, build, consistency, match_psnr, merge, psnr, soft_label
+from lic.pcmp import builder as pcmp_build
 
-pcmp_build = importlib.import_module("lic.pcmp.build")  # the package exports a build()
 VOTERS = ["mobilenet_v3_small", "resnet18", "squeezenet1_1"]
 TINY_VOTERS = ["mobilenet_v3_small", "squeezenet1_1"]
 

@@ -15,24 +15,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from lic.errors import InputError
+from lic.errors import DatasetLayoutError, ImageReadError  # noqa: F401 (re-exported)
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 )
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class ImageReadError(InputError):
-    """An image file that cannot be decoded; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-
-class DatasetLayoutError(InputError):
-    """A dataset folder without its official layout; the message says what is wrong."""
 
 
 def _is_16bit_png(data: bytes) -> bool:
@@ -106,9 +94,27 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     return path
 
 
-def pillow_roundtrip(image: torch.Tensor, fmt: str, quality: int) -> tuple[torch.Tensor, int]:
-    """(decoded (3, H, W) in [0, 1], encoded size in bytes) of a Pillow JPEG/WebP round trip."""
+def pillow_encode(image: torch.Tensor, fmt: str, **options) -> bytes:
+    """The bytes Pillow (or a registered plugin) writes for `image` as 8-bit RGB in `fmt`;
+    `options` are the format's save() parameters."""
     buffer = io.BytesIO()
-    to_pil(image).save(buffer, format=fmt.upper(), quality=int(quality))
-    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-        return _pil_to_tensor(decoded), buffer.tell()
+    to_pil(image).save(buffer, format=fmt.upper(), **options)
+    return buffer.getvalue()
+
+
+def pillow_decode(data: bytes) -> torch.Tensor:
+    """(3, H, W) in [0, 1] of encoded bytes in any format Pillow (or a plugin) opens."""
+    with Image.open(io.BytesIO(data)) as decoded:
+        decoded.load()
+        return _pil_to_tensor(decoded)
+
+
+def pillow_roundtrip(
+    image: torch.Tensor, fmt: str, quality: int | None = None, **options
+) -> tuple[torch.Tensor, int]:
+    """(decoded (3, H, W) in [0, 1], encoded size in bytes) of a Pillow round trip in `fmt`
+    at `quality` (if given) with further save() `options`."""
+    if quality is not None:
+        options["quality"] = int(quality)
+    data = pillow_encode(image, fmt, **options)
+    return pillow_decode(data), len(data)

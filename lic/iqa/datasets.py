@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lic.data.images import DatasetLayoutError
+from lic.errors import DatasetLayoutError
 
 
 @dataclass

@@ -1,16 +1,32 @@
-"""Full-reference quality metrics: ML-CLIPSim, LPIPS, PSNR, MS-SSIM, MSE, and their registry."""
+"""Full-reference quality metrics: ML-CLIPSim, LPIPS, PSNR, MS-SSIM, MSE, and their registry.
 
-from lic.metrics.clip_tower import ClipTower, load_clip_tower
-from lic.metrics.lpips_metric import LPIPS
-from lic.metrics.mlclipsim import MLCLIPSim
-from lic.metrics.pixel import MSE, MSSSIM, PSNR
-from lic.metrics.registry import (
-    MetricLoss,
-    create_metric,
-    list_metrics,
-    metric_spec,
-    register_metric,
-)
+The registry loads no torch; the metric classes are imported on first use (PEP 562), so
+`from lic.metrics import list_metrics` stays instant for command-line help.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from lic.metrics.registry import create_metric, list_metrics, metric_spec, register_metric
+
+_LAZY = {
+    "ClipTower": "lic.metrics.clip_tower",
+    "load_clip_tower": "lic.metrics.clip_tower",
+    "LPIPS": "lic.metrics.lpips_metric",
+    "MLCLIPSim": "lic.metrics.mlclipsim",
+    "MSE": "lic.metrics.pixel",
+    "MSSSIM": "lic.metrics.pixel",
+    "PSNR": "lic.metrics.pixel",
+    "MetricLoss": "lic.metrics.loss",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lic.metrics' has no attribute '{name}'")
+
 
 __all__ = [
     "LPIPS",

@@ -233,3 +233,10 @@ class MLCLIPSim(FrozenNetMetric):
         if self.alpha == 0.0:
             return layer_term
         return (1.0 - self.alpha) * layer_term + self.alpha * global_sim
+
+
+def clip_global(**kwargs) -> MLCLIPSim:
+    """Cosine of global CLIP embeddings only: ML-CLIPSim with alpha = 1."""
+    if "alpha" in kwargs:
+        raise ValueError("clip_global fixes alpha = 1; use 'mlclipsim' to choose alpha")
+    return MLCLIPSim(alpha=1.0, **kwargs)

@@ -91,7 +91,6 @@ FAMILIES: dict[str, Family] = {
     "resample": Family("resample", _resample, 0.03, 0.999, True),
     "contrast": Family("contrast", _contrast, 0.0, 0.999, True),
 }
-DEFAULT_FAMILIES = ("jpeg", "webp", "blur", "noise", "resample")
 
 
 def codec_family(checkpoints: Sequence[str]) -> Family:

@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lic.pcmp.defaults import CONSISTENCY_MODES, DEFAULT_VOTERS
 from lic.tasks.base import build_model, reference_transform, weights_member
 from lic.tasks.classification import ClassifierInput
 
 # Different families: residual, depthwise-efficient, transformer, modernised ConvNet.
-DEFAULT_VOTERS = ("resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny")
-CONSISTENCY_MODES = ("prob", "top1", "neg_kl")
 
 
 def consistency(p_ref: Tensor, p_dist: Tensor, mode: str = "prob") -> Tensor:

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lic.data.images import ImageReadError, list_images, load_image, save_image
-from lic.pcmp.distortions import DEFAULT_FAMILIES, FAMILIES, Family, codec_family, image_seed
+from lic.pcmp.defaults import DEFAULT_FAMILIES, DEFAULT_TARGETS, DEFAULT_VOTERS
+from lic.pcmp.distortions import FAMILIES, Family, codec_family, image_seed
 from lic.pcmp.distortions import match_psnr as match_family
-from lic.pcmp.voters import DEFAULT_VOTERS, VoterPanel, consistency, soft_label
+from lic.pcmp.voters import VoterPanel, consistency, soft_label
 
 log = logging.getLogger(__name__)
-DEFAULT_TARGETS = (26.0, 30.0, 34.0)
 
 
 def reference_key(root: Path, path: Path) -> str:

@@ -1,0 +1,64 @@
+"""The error convention of every entry point and a start-up that loads no torch for help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lic.cli import build_parser, main
+from lic.errors import InputError, UsageError, run_entry_point
+from lic.weights import WeightsUnavailableError
+
+
+def test_building_every_parser_imports_no_torch():
+    """`lic --help` and `lic CMD --help` stay instant: no torch, open_clip or transformers."""
+    code = (
+        "import sys, lic.cli\n"
+        "parser = lic.cli.build_parser()\n"
+        "heavy = sorted(m for m in ('torch', 'open_clip', 'transformers', 'lightning')"
+        " if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert build_parser().prog == "lic"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UsageError("bad flag"), 2),
+        (InputError("corrupt file"), 2),
+        (FileNotFoundError(2, "No such file", "x.png"), 2),
+        (WeightsUnavailableError("needs weights\n  copy them to /cache"), 1),
+        (RuntimeError("boom"), 1),
+        (KeyboardInterrupt(), 130),
+    ],
+)
+def test_errors_are_one_line_with_the_convention_s_exit_code(error, code, capsys, monkeypatch):
+    monkeypatch.delenv("LIC_DEBUG", raising=False)
+
+    def fail() -> int:
+        raise error
+
+    assert run_entry_point(fail) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_lic_debug_shows_the_traceback(monkeypatch):
+    monkeypatch.setenv("LIC_DEBUG", "1")
+
+    def fail() -> int:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_entry_point(fail)
+
+
+def test_usage_errors_exit_2_and_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert main(["no-such-command"]) == 2
+    assert main(["compress", "--ckpt"]) == 2
+    assert "usage:" in capsys.readouterr().err
