@@ -12,12 +12,23 @@ The fingerprint is a hash of the codec's weights and entropy tables, so a file d
 another checkpoint of the same architecture (another lambda, say) is refused instead of
 turning into a wrong image. Images are padded to the codec's stride by edge replication
 and cropped back after decoding.
+
+Decoding trusts nothing in the file (CompressAI's native rANS decoder has no bounds checks,
+so everything it is given is checked first): the size must be at most `max_pixels`
+(default: Pillow's limit, `lic.data.images.pixel_limit()`); the latent shape must equal the
+one derived from height, width and the codec's stride; the stream count must be the codec's;
+every stream must be a whole number of 32-bit rANS words, at least the 8 bytes every encoder
+flush writes, and no longer than the symbols it codes could need. Streams are then padded
+with zeros, so that even a forged stream of that length cannot make the decoder read past
+its buffer. The shape JSON is at most 1 KB.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -28,14 +39,26 @@ from compressai.models import CompressionModel
 from torch import Tensor
 
 from lic.codecs.registry import codec_stride
+from lic.data.images import pixel_limit
+from lic.errors import InputError
 
 MAGIC = b"LICB"
 VERSION = 1
 FINGERPRINT_BYTES = 8
+MAX_SHAPE_BYTES = 1024
+RANS_WORD, RANS_FLUSH = 4, 8  # rANS streams are 32-bit words; every flush writes two
+# Bounds of CompressAI's rANS coder (cpp_exts/rans): a symbol costs at most one word plus
+# its bypass words (a 32-bit value: at most 9 nibbles, one word each) when encoding; when
+# decoding garbage, a symbol reads at most one word per step (8 bytes of padding per symbol
+# cover it) and a run of 0xF bypass counts makes it read up to 15 more nibbles per nibble
+# of real data (16 bytes of padding per stream byte).
+MAX_STREAM_BYTES_PER_SYMBOL = 40
+PAD_BYTES_PER_STREAM_BYTE, PAD_BYTES_PER_SYMBOL, PAD_SLACK = 16, 8, 4096
 
 
-class BitstreamError(ValueError):
-    """A container file that is corrupt, truncated, or made by another codec/checkpoint."""
+class BitstreamError(InputError):
+    """A container file that is corrupt, truncated, forged, or made by another
+    codec/checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +99,86 @@ class Bitstream:
         version, name_len = reader.unpack(">BB")
         if version != VERSION:
             raise BitstreamError(f"bitstream format version {version}; this lic reads {VERSION}")
-        codec = reader.take(name_len).decode()
+        codec = _text(reader.take(name_len), "codec name")
         fingerprint = reader.take(FINGERPRINT_BYTES)
         height, width, shape_len = reader.unpack(">III")
-        shape = json.loads(reader.take(shape_len))
+        if shape_len > MAX_SHAPE_BYTES:
+            raise BitstreamError(
+                f"latent shape field of {shape_len} bytes (at most {MAX_SHAPE_BYTES})"
+            )
+        shape = _shape(reader.take(shape_len))
         (count,) = reader.unpack(">B")
         streams = tuple(reader.take(reader.unpack(">I")[0]) for _ in range(count))
         if reader.offset != len(body):
             raise BitstreamError("trailing bytes after the last stream")
         return cls(codec, fingerprint, height, width, shape, streams)
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise BitstreamError(f"{what} is not UTF-8") from None
+
+
+def _shape(raw: bytes) -> object:
+    """The latent shape field: JSON, bounded in size by the caller; checked by the codec."""
+    try:
+        return json.loads(_text(raw, "latent shape"))
+    except (json.JSONDecodeError, RecursionError):
+        raise BitstreamError("latent shape field is not valid JSON") from None
+
+
+def blocks(height: int, width: int, stride: int) -> tuple[int, int]:
+    """Stride x stride blocks of an image padded to `stride`: (rows, columns)."""
+    return math.ceil(height / stride), math.ceil(width / stride)
+
+
+def _shape_rule(one: object, two_by_three: object) -> object:
+    """How each number of compress()'s shape grows with the blocks, from the shapes of a
+    1x1-block and a 2x3-block probe: constant ("c"), with the rows ("h") or the columns
+    ("w"). Raises ValueError for a shape that does not grow linearly."""
+    if (
+        isinstance(one, dict)
+        and isinstance(two_by_three, dict)
+        and one.keys() == two_by_three.keys()
+    ):
+        return {k: _shape_rule(v, two_by_three[k]) for k, v in one.items()}
+    if isinstance(one, list) and isinstance(two_by_three, list) and len(one) == len(two_by_three):
+        return [_shape_rule(a, b) for a, b in zip(one, two_by_three, strict=True)]
+    if isinstance(one, int) and isinstance(two_by_three, int):
+        for kind, factor in (("c", 1), ("h", 2), ("w", 3)):
+            if two_by_three == factor * one:
+                return (kind, one)
+    raise ValueError(f"latent shape {one} -> {two_by_three} does not grow with the image")
+
+
+def _apply_rule(rule: object, rows: int, cols: int) -> object:
+    if isinstance(rule, dict):
+        return {k: _apply_rule(v, rows, cols) for k, v in rule.items()}
+    if isinstance(rule, list):
+        return [_apply_rule(v, rows, cols) for v in rule]
+    kind, value = rule
+    return value * {"c": 1, "h": rows, "w": cols}[kind]
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """What every file of one codec holds, measured on probe images: the stream count, the
+    latent symbols (all streams together) of one stride x stride block of padded pixels,
+    and how compress()'s latent shape follows from the image size."""
+
+    streams: int
+    symbols_per_block: int
+    shape_rule: object
+
+    def symbols(self, height: int, width: int, stride: int) -> int:
+        rows, cols = blocks(height, width, stride)
+        return rows * cols * self.symbols_per_block
+
+    def shape(self, height: int, width: int, stride: int) -> object:
+        """The latent shape compress() reports for a height x width image."""
+        return _apply_rule(self.shape_rule, *blocks(height, width, stride))
 
 
 class _Reader:
@@ -121,11 +215,29 @@ def pad_to_stride(x: Tensor, stride: int) -> Tensor:
 class BitstreamCodec:
     """Encode images to container bytes and back with one (eval-mode, updated) codec."""
 
-    def __init__(self, model: CompressionModel) -> None:
+    def __init__(self, model: CompressionModel, max_pixels: int | None = None) -> None:
         self.model = model.eval()
         self.name = getattr(model, "codec_name", type(model).__name__)
         self.stride = codec_stride(model)
         self.fingerprint = model_fingerprint(model)
+        self.max_pixels = max_pixels
+
+    @functools.cached_property
+    @torch.inference_mode()
+    def layout(self) -> StreamLayout:
+        """Measured once on probe images of 1x1 and 2x3 stride blocks (see StreamLayout)."""
+        probes = {}
+        for rows, cols in ((1, 1), (2, 3)):
+            x = torch.full((1, 3, rows * self.stride, cols * self.stride), 0.5, device=self.device)
+            with torch.autocast(self.device.type, enabled=False):
+                probes[rows, cols] = self.model.compress(x)
+        with torch.autocast(self.device.type, enabled=False):
+            likelihoods = self.model(x[..., : self.stride, : self.stride])["likelihoods"]
+        return StreamLayout(
+            len(probes[1, 1]["strings"]),
+            sum(t.numel() for t in likelihoods.values()),
+            _shape_rule(_plain(probes[1, 1]["shape"]), _plain(probes[2, 3]["shape"])),
+        )
 
     @property
     def device(self) -> torch.device:
@@ -160,6 +272,12 @@ class BitstreamCodec:
         if any(len(group) != len(x) for group in out["strings"]):
             raise ValueError("expected one string per entropy stage and image")
         shape = _plain(out["shape"])
+        expected = self.layout.shape(h, w, self.stride)
+        if shape != expected:
+            raise ValueError(
+                f"codec '{self.name}' reports latent shape {shape} for a {w}x{h} image; "
+                f"its files would not decode (expected {expected})"
+            )
         return [
             Bitstream(
                 self.name, self.fingerprint, h, w, shape, tuple(bytes(g[i]) for g in out["strings"])
@@ -177,6 +295,51 @@ class BitstreamCodec:
                 f"bitstream encoded with another '{self.name}' checkpoint "
                 "(weights or entropy tables differ)"
             )
+        self._check_size(stream)
+        self._check_streams(stream)
+
+    def _check_size(self, stream: Bitstream) -> None:
+        h, w, limit = stream.height, stream.width, self.max_pixels or pixel_limit()
+        if h < 1 or w < 1 or h * w > limit:
+            raise BitstreamError(
+                f"image size {w}x{h} is outside 1..{limit} pixels (a larger limit: --max-pixels)"
+            )
+        expected = self.layout.shape(h, w, self.stride)
+        if stream.shape != expected:
+            raise BitstreamError(
+                f"latent shape {json.dumps(stream.shape)} does not fit a {w}x{h} image "
+                f"('{self.name}' codes {expected})"
+            )
+
+    def _check_streams(self, stream: Bitstream) -> None:
+        """Stream count and lengths a real encoder can produce (see the module docstring)."""
+        layout = self.layout
+        if len(stream.streams) != layout.streams:
+            raise BitstreamError(
+                f"{len(stream.streams)} streams; '{self.name}' files hold {layout.streams}"
+            )
+        most = (
+            MAX_STREAM_BYTES_PER_SYMBOL * layout.symbols(stream.height, stream.width, self.stride)
+            + RANS_FLUSH
+        )
+        for k, data in enumerate(stream.streams):
+            n = len(data)
+            if n < RANS_FLUSH or n % RANS_WORD or n > most:
+                raise BitstreamError(
+                    f"stream {k} of {n} bytes cannot be a rANS stream of this image "
+                    f"(a multiple of {RANS_WORD}, {RANS_FLUSH} to {most} bytes)"
+                )
+
+    def _padded(self, stream: Bitstream) -> list[bytes]:
+        """Streams followed by enough zeros that the decoder never reads past them."""
+        symbols = self.layout.symbols(stream.height, stream.width, self.stride)
+        return [
+            data
+            + bytes(
+                PAD_BYTES_PER_STREAM_BYTE * len(data) + PAD_BYTES_PER_SYMBOL * symbols + PAD_SLACK
+            )
+            for data in stream.streams
+        ]
 
     def decode(self, data: bytes) -> Tensor:
         """Container bytes -> (1, 3, H, W) float32 in [0, 1] on the codec's device."""
@@ -205,7 +368,8 @@ class BitstreamCodec:
     @torch.inference_mode()
     def _decompress(self, streams: list[Bitstream]) -> Tensor:
         first = streams[0]
-        strings = [[s.streams[k] for s in streams] for k in range(len(first.streams))]
+        padded = [self._padded(s) for s in streams]
+        strings = [[p[k] for p in padded] for k in range(len(first.streams))]
         with torch.autocast(self.device.type, enabled=False):
             x_hat = self.model.decompress(strings, first.shape)["x_hat"]
         return x_hat[..., : first.height, : first.width].clamp(0, 1)

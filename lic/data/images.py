@@ -2,11 +2,19 @@
 
 Pillow decodes every format, but reads 16-bit RGB PNGs as 8-bit; those go through
 torchvision's PNG decoder, which keeps all 16 bits.
+
+Every path checks one pixel limit from the file's header before any pixel is decoded
+(`pixel_limit()`, by default Pillow's `Image.MAX_IMAGE_PIXELS`, 89,478,485 pixels; raise it
+with `set_pixel_limit` or a command's `--max-pixels`): a decompression bomb is an
+ImageReadError like any corrupt file. EXIF orientation is applied at load, so the tensor is
+the image as viewers display it (and a compressed-then-decoded copy, written without EXIF,
+displays the same).
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,17 +23,81 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from lic.data.files import atomic_path
 from lic.errors import DatasetLayoutError, ImageReadError  # noqa: F401 (re-exported)
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 )
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+_limit = {"pixels": DEFAULT_MAX_PIXELS}
+_pillow_limit_lock = threading.Lock()
+EXIF_ORIENTATION = 0x0112
+
+
+def pixel_limit() -> int:
+    """Largest height x width any image (or bitstream) decode accepts in this process."""
+    return _limit["pixels"]
+
+
+def set_pixel_limit(pixels: int | None) -> None:
+    """Raise or lower `pixel_limit()` for this process (None: back to the default)."""
+    if pixels is not None and pixels < 1:
+        raise ValueError(f"the pixel limit must be positive, got {pixels}")
+    _limit["pixels"] = DEFAULT_MAX_PIXELS if pixels is None else int(pixels)
+
+
+def _check_pixels(path: str | Path, width: int, height: int) -> None:
+    limit = pixel_limit()
+    if width * height > limit:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+            "(decompression bomb?; a larger limit: --max-pixels)",
+        )
+
+
+def _open_pillow(source: str | Path | io.BytesIO) -> Image.Image:
+    """Image.open with Pillow's own bomb check replaced by `pixel_limit()` (which the caller
+    checks): Pillow's global is only lifted, under a lock, when the limit was raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if 2 * (Image.MAX_IMAGE_PIXELS or pixel_limit()) >= pixel_limit():
+            return Image.open(source)
+        with _pillow_limit_lock:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(source)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _is_16bit_png(data: bytes) -> bool:
-    # IHDR is the first chunk; byte 24 of the file is its bit depth.
+    # IHDR is the first chunk: width, height at bytes 16-23, bit depth at byte 24.
     return len(data) > 24 and data[:8] == _PNG_SIGNATURE and data[24] == 16
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable)."""
+    try:
+        value = int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # a damaged EXIF block is no reason to refuse the pixels
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def apply_orientation(x: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(..., H, W) as displayed under EXIF `orientation` (what ImageOps.exif_transpose does)."""
+    rows, cols = x.ndim - 2, x.ndim - 1
+    if orientation in (5, 6, 7, 8):
+        x = x.transpose(rows, cols)
+    flips = {2: (cols,), 3: (rows, cols), 4: (rows,), 6: (cols,), 7: (rows, cols), 8: (rows,)}
+    return x.flip(flips[orientation]).contiguous() if orientation in flips else x
 
 
 def _decode_16bit_png(data: bytes) -> torch.Tensor:
@@ -50,7 +122,8 @@ def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1]. Raises ImageReadError for unreadable files."""
+    """(3, H, W) float32 in [0, 1], EXIF orientation applied. Raises ImageReadError for
+    unreadable files and for images over `pixel_limit()` (checked before decoding)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -59,14 +132,24 @@ def load_image(path: str | Path) -> torch.Tensor:
     if not data:
         raise ImageReadError(path, "empty file")
     try:
-        if _is_16bit_png(data):
-            return _decode_16bit_png(data)
-        with Image.open(path) as image:
-            image.load()
-            return _pil_to_tensor(image)
+        with _open_pillow(io.BytesIO(data)) as image:
+            _check_pixels(path, *image.size)
+            if _is_16bit_png(data):  # Pillow would read 8 bits; its header is checked
+                _check_pixels(path, *_png_size(data))
+                pixels = _decode_16bit_png(data)
+            else:
+                image.load()
+                pixels = _pil_to_tensor(image)
+            return apply_orientation(pixels, _orientation(image))
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(
+            path, f"exceeds the limit of {pixel_limit()} pixels (decompression bomb?): {err}"
+        ) from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a recognised image format") from None
     except (OSError, RuntimeError, ValueError, SyntaxError) as err:
+        if isinstance(err, ImageReadError):
+            raise
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise ImageReadError(path, f"corrupt or truncated image ({reason})") from None
 
@@ -87,10 +170,14 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write a tensor in [0, 1] as an 8-bit image (format by suffix)."""
+    """Write a tensor in [0, 1] as an 8-bit image (format by suffix), atomically: a reader
+    never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: no image format for suffix '{path.suffix}'")
+    with atomic_path(path) as tmp:
+        to_pil(image).save(tmp, format=fmt)
     return path
 
 
