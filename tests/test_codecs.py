@@ -106,7 +106,7 @@ def test_context_model_codecs_round_trip(name):
         ("mbt2018-mean", TINY),
         ("mbt2018", TINY),
         ("elic2022-chandelier", {"N": 16, "M": 32, "groups": [4, 4, 8, 16]}),
-        ("mlicpp", {"N": 16, "M": 32, "slices": 4, "heads": 2}),
+        ("mlicpp", {"N": 16, "M": 64, "slice_num": 2}),
     ],
 )
 def test_batched_coding_writes_the_same_files(name, kwargs):
