@@ -188,3 +188,75 @@ def test_container_round_trip_pads_and_crops():
     x = photo_like(70, 99, seed=4)[None]
     decoded = codec.decode(codec.encode(x))
     assert decoded.shape == x.shape and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def official_file(path, generation: str = "current", tables: bool = True, prefix: str = ""):
+    """An official-format MLIC++ file as its train.py writes it: epoch, loss, Adam and
+    MultiStepLR states, CompressAI 1.2.0b3 entropy-bottleneck key names."""
+    model = hashed(generation)
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    optimizer = torch.optim.Adam(main, lr=1e-4)
+    aux_optimizer = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[80, 100], gamma=0.1)
+    old_names = {"matrices.": "_matrix", "biases.": "_bias", "factors.": "_factor"}
+    state = {}
+    for key, value in model.state_dict().items():
+        for new, old in old_names.items():
+            key = key.replace(f"entropy_bottleneck.{new}", f"entropy_bottleneck.{old}")
+        if not tables and key.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
+            value = value.new_zeros(0)
+        state[prefix + key] = value
+    torch.save(
+        {
+            "epoch": 120,
+            "state_dict": state,
+            "loss": 0.7,
+            "optimizer": optimizer.state_dict(),
+            "aux_optimizer": aux_optimizer.state_dict(),
+            "lr_scheduler": scheduler.state_dict(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.mark.parametrize("generation", ["current", "2023-09"])
+def test_official_checkpoint_loads_with_its_configuration(tmp_path, generation):
+    from lic.codecs import load_checkpoint
+
+    path = official_file(tmp_path / "mlicpp_mse_q3.pth.tar", generation)
+    model, info = load_checkpoint(path, lmbda=0.0067, distortion="mse")
+    assert info.codec == "mlicpp" and info.codec_args == SMALL | {
+        "context_window": 5,
+        "generation": generation,
+    }
+    assert (info.lmbda, info.distortion) == (0.0067, "mse")
+    assert info.hparams["label"] == "mlicpp_mse_q3.pth.tar" and info.hparams["epoch"] == 120
+    with torch.no_grad():
+        out = model.compress(fixed_input())
+    assert digest(out["strings"][0][0]) == OFFICIAL[generation]["y_string"][1]
+
+
+def test_official_checkpoint_without_tables_or_with_a_data_parallel_prefix(tmp_path):
+    from lic.codecs import load_checkpoint
+
+    path = official_file(tmp_path / "ddp.pth.tar", tables=False, prefix="module.")
+    with pytest.warns(UserWarning, match="no entropy tables"):
+        model, info = load_checkpoint(path)
+    assert (info.lmbda, info.distortion) == (None, None)
+    with torch.no_grad():
+        out = model.compress(fixed_input())
+    assert digest(out["strings"][0][0]) == OFFICIAL["current"]["y_string"][1]
+
+
+def test_official_checkpoint_initialises_a_model_for_fine_tuning(tmp_path):
+    from lic.codecs import init_codec_weights
+
+    path = official_file(tmp_path / "official.pth.tar")
+    model = create_codec("mlicpp", **SMALL)
+    init_codec_weights(model, str(path))
+    expected = hashed().state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    with pytest.raises(ValueError, match="does not hold weights"):
+        init_codec_weights(create_codec("mlicpp", **SMALL, generation="2023-09"), str(path))

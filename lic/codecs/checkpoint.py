@@ -15,8 +15,11 @@ import torch
 from compressai.models import CompressionModel
 from compressai.zoo.image import model_urls as ZOO_URLS
 from compressai.zoo.pretrained import load_pretrained
+from torch._subclasses.fake_tensor import FakeTensorMode
 
+from lic.codecs.mlicpp.official import official_hparams, official_state_dict
 from lic.codecs.registry import create_codec
+from lic.errors import InputError
 from lic.weights import require_hub_file
 
 CODEC_PREFIX = "codec."
@@ -31,17 +34,68 @@ class CheckpointInfo:
     hparams: dict = field(default_factory=dict)
 
 
+ENTROPY_TABLES = ("_quantized_cdf", "_offset", "_cdf_length")  # resized on load
+
+
 def load_codec_state(model: CompressionModel, state_dict: dict, source: str) -> None:
     """Load weights (resizing entropy tables as CompressAI does) or say why they do not fit."""
+    name = getattr(model, "codec_name", type(model).__name__)
     try:
         model.load_state_dict(state_dict, strict=True)
+    except KeyError as err:  # CompressAI resizes the tables before the strict check
+        raise InputError(
+            f"{source} lacks {err} (no entropy tables: not a state dict of codec '{name}', "
+            "or saved without them)"
+        ) from None
     except RuntimeError as err:
-        name = getattr(model, "codec_name", type(model).__name__)
         detail = str(err).strip().splitlines()
-        raise ValueError(
+        raise InputError(
             f"{source} does not hold weights of codec '{name}' "
             f"{getattr(model, 'codec_args', '')}: {' '.join(detail[:3])[:400]}"
         ) from None
+
+
+def check_codec_args(codec: str, codec_args: dict, state_dict: dict, source: str) -> None:
+    """Refuse constructor arguments that do not build `state_dict`'s tensors, before the
+    codec is allocated (`{N: 1000000}` would ask for terabytes): the shapes come from a build
+    under FakeTensorMode, which allocates nothing. A codec whose initialisation reads tensor
+    values cannot be built so; for it every integer argument must be at most the largest
+    tensor side in the checkpoint (a channel count always is one)."""
+    try:
+        with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
+            warnings.simplefilter("ignore")
+            model = create_codec(codec, **codec_args)
+            shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    except ValueError as err:  # unknown codec or arguments it does not take
+        raise InputError(f"{source}: {err}") from None
+    except Exception:  # data-dependent initialisation, or sizes past int64
+        largest = max((max(v.shape, default=1) for v in state_dict.values()), default=1)
+        too_big = [f"{k}={v}" for k, v in _integers(codec_args) if v > largest]
+        if too_big:
+            raise InputError(
+                f"{source}: codec_args {', '.join(too_big)} exceed every tensor side in the "
+                f"checkpoint (at most {largest})"
+            ) from None
+        return
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} (codec_args give {shape})"
+        for k, shape in shapes.items()
+        if k in state_dict
+        and not k.endswith(ENTROPY_TABLES)
+        and tuple(state_dict[k].shape) != shape
+    ]
+    if wrong:
+        raise InputError(
+            f"{source}: codec_args {codec_args} do not fit its tensors: {'; '.join(wrong[:3])}"
+        )
+
+
+def _integers(args: dict) -> list[tuple[str, int]]:
+    found = []
+    for key, value in args.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        found += [(key, v) for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    return found
 
 
 def codec_state_dict(state_dict: dict) -> dict:
@@ -81,19 +135,27 @@ def _read(path: str | Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint") from None
     except Exception as err:  # pickle/zip errors of every kind
-        raise ValueError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]})"
+        reason = (str(err).strip().splitlines() or ["no detail"])[0][:200]
+        raise InputError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})"
         ) from None
 
 
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", expect_codec: str | None = None
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expect_codec: str | None = None,
+    lmbda: float | None = None,
+    distortion: object = None,
 ) -> tuple[CompressionModel, CheckpointInfo]:
-    """The eval-mode codec of a lic checkpoint, ready for real bitstreams, and its metadata."""
+    """The eval-mode codec of a lic checkpoint (or an official MLIC++ `.pth.tar`), ready for
+    real bitstreams, and its metadata; `lmbda`/`distortion` label files that lack them."""
     ckpt = _read(path)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hparams or "codec" not in hparams or "state_dict" not in ckpt:
+    official = None if hparams else official_state_dict(ckpt)
+    if official is not None:
+        hparams = official_hparams(ckpt, official, str(path))
+    elif not hparams or "codec" not in hparams or "state_dict" not in ckpt:
         raise ValueError(
             f"{path} is not a lic codec checkpoint (no codec name in its "
             "hyper-parameters); CompressAI state dicts go through "
@@ -101,8 +163,11 @@ def load_checkpoint(
         )
     if expect_codec is not None and hparams["codec"] != expect_codec:
         raise ValueError(f"{path} is a '{hparams['codec']}' checkpoint, not '{expect_codec}'")
-    model = create_codec(hparams["codec"], **dict(hparams.get("codec_args") or {}))
-    load_codec_state(model, codec_state_dict(ckpt["state_dict"]), str(path))
+    state = official if official is not None else codec_state_dict(ckpt["state_dict"])
+    codec_args = dict(hparams.get("codec_args") or {})
+    check_codec_args(hparams["codec"], codec_args, state, str(path))
+    model = create_codec(hparams["codec"], **codec_args)
+    load_codec_state(model, state, str(path))
     if not entropy_tables_ready(model):
         warnings.warn(
             f"{path} has no entropy tables; computing them now. Bitstreams are only "
@@ -113,8 +178,8 @@ def load_checkpoint(
     info = CheckpointInfo(
         hparams["codec"],
         dict(hparams.get("codec_args") or {}),
-        hparams.get("lmbda"),
-        hparams.get("distortion"),
+        hparams.get("lmbda") if hparams.get("lmbda") is not None else lmbda,
+        hparams.get("distortion") if hparams.get("distortion") is not None else distortion,
         dict(hparams),
     )
     return model.to(map_location).eval(), info
