@@ -34,7 +34,8 @@ class CheckpointInfo:
     hparams: dict = field(default_factory=dict)
 
 
-ENTROPY_TABLES = ("_quantized_cdf", "_offset", "_cdf_length")  # resized on load
+# buffers that update() fills and loading resizes: their shapes follow no constructor argument
+ENTROPY_TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def load_codec_state(model: CompressionModel, state_dict: dict, source: str) -> None:
@@ -86,7 +87,8 @@ def check_codec_args(codec: str, codec_args: dict, state_dict: dict, source: str
     ]
     if wrong:
         raise InputError(
-            f"{source}: codec_args {codec_args} do not fit its tensors: {'; '.join(wrong[:3])}"
+            f"{source} does not hold weights of codec '{codec}' {codec_args}: "
+            f"{'; '.join(wrong[:3])}"
         )
 
 
@@ -130,6 +132,8 @@ def entropy_tables_ready(model: CompressionModel) -> bool:
 
 
 def _read(path: str | Path) -> dict:
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise InputError(f"{path}: empty file, not a checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -205,16 +209,19 @@ def _zoo_state_dict(spec: str) -> dict:
     if len(parts) not in (3, 4) or not parts[2].isdigit():
         raise ValueError(f"expected compressai:NAME:QUALITY[:METRIC], got '{spec}'")
     name, quality, metric = parts[1], int(parts[2]), parts[3] if len(parts) == 4 else "mse"
+    url = require_zoo_weights(name, quality, metric, ", or pass the file's path as --model.init")
+    state = torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
+    return load_pretrained(state)
+
+
+def require_zoo_weights(name: str, quality: int, metric: str = "mse", alternative: str = "") -> str:
+    """URL of CompressAI zoo weights, once they are cached or downloadable (else the usual
+    WeightsUnavailableError naming the file and the torch hub folder to put it in)."""
     try:
         url = ZOO_URLS[name][metric][quality]
     except KeyError:
         raise ValueError(
             f"the CompressAI zoo has no '{name}' quality {quality} for '{metric}'"
         ) from None
-    require_hub_file(
-        url,
-        f"CompressAI '{name}' quality {quality} ({metric})",
-        alternative=", or pass the file's path as --model.init",
-    )
-    state = torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
-    return load_pretrained(state)
+    require_hub_file(url, f"CompressAI '{name}' quality {quality} ({metric})", alternative)
+    return url
