@@ -51,10 +51,12 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     _add_option_flag(p, "KEY=VALUE", "metric argument, e.g. -o pretrained=/path/clip.bin")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="write a CSV of all pairs here")
+    _add_limits(p, "replace an existing --out CSV (atomically)")
     p.set_defaults(run=_run_score, parser=p)
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from lic.data.images import set_pixel_limit
     from lic.metrics import create_metric
     from lic.metrics.scoring import pair_folders, score_pairs, write_csv
 
@@ -72,6 +74,8 @@ def _run_score(args: argparse.Namespace) -> int:
         if not args.pairs or len(args.pairs) % 2:
             parser.error("expected an even number of files: REF DIST [REF DIST ...]")
         pairs = [(Path(a), Path(b)) for a, b in zip(args.pairs[::2], args.pairs[1::2], strict=True)]
+    _check_out_file(args.out, args.overwrite, [p for pair in pairs for p in pair])
+    set_pixel_limit(args.max_pixels)
     device = resolve_device(args.device)
     try:
         metric = create_metric(args.metric, **dict(args.option)).to(device).eval()
@@ -97,6 +101,42 @@ def _run_score(args: argparse.Namespace) -> int:
     return 1 if len(scores) < len(rows) else 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return int(text)
+
+
+def _add_limits(p: argparse.ArgumentParser, overwrite: str) -> None:
+    """--max-pixels and --overwrite, as every command that reads images or writes files has."""
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        help="largest height x width read (images, bitstreams); default: Pillow's "
+        "Image.MAX_IMAGE_PIXELS",
+    )
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
+def _check_out_file(out: Path | None, overwrite: bool, inputs: Sequence[Path]) -> None:
+    """Refuse, before any work, an --out that cannot be written or would clobber a file."""
+    import os
+
+    from lic.errors import UsageError
+
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    if any(os.path.realpath(out) == os.path.realpath(p) for p in inputs):
+        raise UsageError(f"--out {out} is an input")
+    if out.exists() and not overwrite:
+        raise UsageError(f"--out {out} exists (pass --overwrite to replace it)")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {parent} is not a writable folder")
+
+
 def _add_codec_commands(sub: argparse._SubParsersAction) -> None:
     for name, help_text, inputs in [
         ("compress", "encode images to .lic bitstream files", "images"),
@@ -107,48 +147,63 @@ def _add_codec_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("inputs", nargs="+", type=Path, metavar=inputs.upper())
         p.add_argument("--out-dir", required=True, type=Path)
         p.add_argument("--device", default="cpu", help="cpu, cuda, ... (entropy coding is CPU)")
+        _add_limits(p, "replace existing output files (atomically; inputs never)")
         p.set_defaults(run=_run_codec, parser=p)
 
 
 def _run_codec(args: argparse.Namespace) -> int:
-    from lic.codecs import BitstreamCodec, bitstream_bpp, load_checkpoint
-    from lic.codecs.io import Bitstream, BitstreamError
-    from lic.data.images import ImageReadError, load_image, save_image
+    """Every check that can refuse the whole command runs before the first file is coded;
+    then a file that fails is one line and the others go on (exit 1 if any failed)."""
+    from lic.codecs import BitstreamCodec, load_checkpoint
+    from lic.data.files import plan_outputs
+    from lic.data.images import set_pixel_limit
+    from lic.errors import LicError
 
-    try:
-        model, info = load_checkpoint(args.ckpt, map_location=resolve_device(args.device))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    set_pixel_limit(args.max_pixels)
+    device = resolve_device(args.device)
+    suffix = ".lic" if args.command == "compress" else ".png"
+    outputs = plan_outputs(args.inputs, args.out_dir, suffix, args.overwrite)
+    model, info = load_checkpoint(args.ckpt, map_location=device)
     codec = BitstreamCodec(model)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    code_one = _compress_one if args.command == "compress" else _decompress_one
     failed = 0
-    for path in args.inputs:
+    for path, out in zip(args.inputs, outputs, strict=True):
         try:
-            if args.command == "compress":
-                image = load_image(path)
-                data = codec.encode(image)
-                out = args.out_dir / f"{path.stem}.lic"
-                out.write_bytes(data)
-                bpp = bitstream_bpp(data, *image.shape[-2:])
-                print(f"{path} -> {out}: {len(data)} bytes, {bpp:.4f} bpp")
-            else:
-                data = path.read_bytes()
-                stream = Bitstream.from_bytes(data)
-                out = save_image(codec.decode(data), args.out_dir / f"{path.stem}.png")
-                bpp = bitstream_bpp(data, stream.height, stream.width)
-                print(f"{path} -> {out}: {stream.width}x{stream.height}, {bpp:.4f} bpp")
-        except (ImageReadError, BitstreamError, OSError, ValueError) as err:
+            print(code_one(codec, path, out))
+        except (LicError, ValueError, OSError, RuntimeError) as err:
             failed += 1
+            text = " ".join(str(err).split())
             print(
-                f"error: {path}: {err}" if str(path) not in str(err) else f"error: {err}",
-                file=sys.stderr,
+                f"error: {text}" if str(path) in text else f"error: {path}: {text}", file=sys.stderr
             )
     print(
         f"{info.codec} lambda={info.lmbda} ({info.distortion}): "
         f"{len(args.inputs) - failed} done, {failed} failed"
     )
     return 1 if failed else 0
+
+
+def _compress_one(codec, path: Path, out: Path) -> str:
+    from lic.codecs import bitstream_bpp
+    from lic.data.files import write_bytes_atomic
+    from lic.data.images import load_image
+
+    image = load_image(path)
+    data = codec.encode(image)
+    write_bytes_atomic(out, data)
+    return f"{path} -> {out}: {len(data)} bytes, {bitstream_bpp(data, *image.shape[-2:]):.4f} bpp"
+
+
+def _decompress_one(codec, path: Path, out: Path) -> str:
+    from lic.codecs import bitstream_bpp
+    from lic.codecs.io import Bitstream
+    from lic.data.images import save_image
+
+    data = path.read_bytes()
+    stream = Bitstream.from_bytes(data)
+    save_image(codec.decode(data), out)
+    bpp = bitstream_bpp(data, stream.height, stream.width)
+    return f"{path} -> {out}: {stream.width}x{stream.height}, {bpp:.4f} bpp"
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -173,9 +228,7 @@ def _add_pcmp(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--refs", required=True, type=Path, help="folder of reference images")
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--psnr", type=float, nargs="+", default=list(DEFAULT_TARGETS))
-    b.add_argument(
-        "--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=FAMILY_NAMES
-    )
+    b.add_argument("--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=FAMILY_NAMES)
     b.add_argument(
         "--codec-ckpt",
         nargs="*",

@@ -9,9 +9,22 @@ if TYPE_CHECKING:
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """'auto' is the first GPU when there is one, else the CPU; anything else as torch reads it."""
+    """'auto' is the first GPU when there is one, else the CPU; anything else as torch reads
+    it, refused (UsageError) when it names no device or a GPU this machine does not have."""
     import torch
+
+    from lic.errors import UsageError
 
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if not count:
+            raise UsageError(f"--device {name}: no CUDA GPU is visible here (use cpu)")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {name}: {count} CUDA GPU(s) visible (cuda:0..{count - 1})")
+    return device

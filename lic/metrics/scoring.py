@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lic.data.files import atomic_path
 from lic.data.images import ImageReadError, list_images, load_image
 
 
@@ -72,9 +73,7 @@ def score_pairs(
 
 
 def write_csv(rows: Sequence[PairScore], path: str | Path, metric_name: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("x", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["reference", "distorted", metric_name, "error"])
         for r in rows:
