@@ -1,6 +1,6 @@
 """Parameters, kMACs per pixel and real encode/decode latency of codecs, side by side.
 
-    python benchmarks/codec_complexity.py --image ../shared/data/kodak/kodim01.png \
+    python benchmarks/codec_complexity.py --image KODAK/kodim01.png \
         [--device cuda] [--repeats 3] [--codecs mlicpp bmshj2018-hyperprior]
 
 MACs are counted by torch.utils.flop_counter on the eval forward (FLOPs / 2; convolutions and
@@ -42,7 +42,7 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--image", default="../shared/data/kodak/kodim01.png")
+    p.add_argument("--image", required=True, help="an RGB image, e.g. Kodak kodim01.png")
     p.add_argument("--codecs", nargs="+", default=list(DEFAULT_ARGS))
     p.add_argument("--ckpt", nargs="*", default=[], metavar="NAME=PATH")
     p.add_argument("--device", default="cpu")

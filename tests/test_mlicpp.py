@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import photo_like
 
-from lic.codecs import BitstreamCodec, create_codec
+from lic.codecs import Bitstream, BitstreamCodec, create_codec
 from lic.codecs.mlicpp import MLICPlusPlus
 from lic.codecs.mlicpp.contexts import anchor_mask, squeeze, unsqueeze, window_mask
 
@@ -181,6 +181,15 @@ def test_refuses_slices_narrower_than_32_channels():
         create_codec("mlicpp", N=32, M=64, slice_num=4)
     with pytest.raises(ValueError, match="generation"):
         create_codec("mlicpp", **SMALL, generation="2022")
+
+
+def test_container_wraps_the_official_strings():
+    codec = BitstreamCodec(hashed())
+    stream = Bitstream.from_bytes(codec.encode(fixed_input()))
+    assert [(len(s), digest(s)) for s in stream.streams] == [
+        OFFICIAL["current"]["y_string"],
+        OFFICIAL["current"]["z_string"],
+    ]
 
 
 def test_container_round_trip_pads_and_crops():
