@@ -1,13 +1,13 @@
-"""Train a codec: `python train.py fit --config configs/demo.yaml` (LightningCLI)."""
+"""Train a codec: `python train.py fit --config configs/demo.yaml` (LightningCLI).
 
-from lightning.pytorch.cli import LightningCLI
+Runs go to `<trainer.default_root_dir>/<codec>_<objective>_lambda<lambda>/`; see
+`lic.training.cli`. Errors are one line (exit 2 usage/input, 1 runtime; LIC_DEBUG=1 for the
+traceback).
+"""
 
-from lic.training import CodecModule, ImageDataModule
+import sys
 
-
-def main() -> None:
-    LightningCLI(CodecModule, ImageDataModule, save_config_kwargs={"overwrite": True})
-
+from lic.training.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,6 +8,7 @@ failures (weights that cannot be had, a failing model). The traceback is printed
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -56,7 +57,9 @@ def exit_code(err: BaseException) -> int:
         return 130
     if isinstance(err, LicError):
         return err.exit_code
-    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+    if isinstance(
+        err, (argparse.ArgumentError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+    ):
         return USAGE_EXIT
     return RUNTIME_EXIT
 
@@ -66,7 +69,7 @@ def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, KeyboardInterrupt):
         return "error: interrupted"
-    if isinstance(err, (LicError, OSError)):
+    if isinstance(err, (LicError, OSError, argparse.ArgumentError)):
         return f"error: {text}"
     return f"error: {type(err).__name__}: {text} (LIC_DEBUG=1 shows the traceback)"
 

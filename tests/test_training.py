@@ -226,21 +226,16 @@ def test_checkpoint_of_another_architecture_cannot_resume(image_folders, tmp_pat
         )
 
 
-def test_demo_config_trains_and_feeds_lic_compress(image_folders, tmp_path):
-    """The bundled demo config, shortened, then `lic compress` / `lic decompress` on its
-    checkpoint: what the README's main command does, at CI size."""
-    train, val = image_folders
-    run = tmp_path / "runs" / "demo"  # the config's relative paths, under cwd=tmp_path
+def test_demo_config_trains_and_feeds_lic_compress(tmp_path):
+    """The bundled demo config on the bundled images, shortened, run from another folder (its
+    data paths are relative to the config file), then `lic compress` / `lic decompress` on its
+    checkpoint: what the README's quick start does, at CI size."""
     cmd = [
         sys.executable,
         str(ROOT / "train.py"),
         "fit",
         "--config",
         str(ROOT / "configs" / "demo.yaml"),
-        "--data.train_dir",
-        str(train),
-        "--data.val_dir",
-        str(val),
         "--data.patch_size",
         "64",
         "--data.num_workers",
@@ -258,18 +253,21 @@ def test_demo_config_trains_and_feeds_lic_compress(image_folders, tmp_path):
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 4 validation: bpp (real)" in result.stdout
+    run = tmp_path / "runs" / "bmshj2018-hyperprior_mse_lambda0.013"  # named after the run
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.is_file() and list(run.rglob("metrics.csv"))
     assert list(run.rglob("reconstructions/*/000.png"))
     bits, decoded = tmp_path / "bits", tmp_path / "decoded"
-    enc = run_lic("compress", "--ckpt", ckpt, val / "0.png", "--out-dir", bits)
+    image = ROOT / "data" / "demo" / "val" / "kodim23.png"
+    enc = run_lic("compress", "--ckpt", ckpt, image, "--out-dir", bits)
     assert enc.returncode == 0, enc.stderr
-    dec = run_lic("decompress", "--ckpt", ckpt, bits / "0.lic", "--out-dir", decoded)
+    dec = run_lic("decompress", "--ckpt", ckpt, bits / "kodim23.lic", "--out-dir", decoded)
     assert dec.returncode == 0, dec.stderr
-    assert (decoded / "0.png").is_file()
-    (bits / "0.lic").write_bytes((bits / "0.lic").read_bytes()[:-3])
-    bad = run_lic("decompress", "--ckpt", ckpt, bits / "0.lic", "--out-dir", decoded)
-    assert bad.returncode == 1 and "CRC mismatch" in bad.stderr
+    assert (decoded / "kodim23.png").is_file()
+    (bits / "kodim23.lic").write_bytes((bits / "kodim23.lic").read_bytes()[:-3])
+    bad = run_lic("decompress", "--ckpt", ckpt, bits / "kodim23.lic", "--out-dir", tmp_path / "d2")
+    assert bad.returncode != 0 and "CRC mismatch" in bad.stderr, bad.stderr
 
 
 def run_lic(*args) -> subprocess.CompletedProcess:

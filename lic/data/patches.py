@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from lic.data.images import ImageReadError, list_images, load_image
+from lic.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ImageFolderDataset(Dataset):
     ) -> None:
         self.files = list_images(root)
         if not self.files:
-            raise ValueError(f"{root}: no images found (suffixes .png .jpg .webp ...)")
+            raise InputError(f"{root}: no images found (suffixes .png .jpg .webp ...)")
         if crop and center_crop:
             raise ValueError("choose crop (random) or center_crop, not both")
         if crop:

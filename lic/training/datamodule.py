@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import lightning as L
 import torch
+from jsonargparse.typing import path_type
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lic.data.patches import ImageFolderDataset
@@ -43,11 +45,16 @@ class ResumableSampler(DistributedSampler):
         return iter(indices)
 
 
+ImageDir = path_type("dr")
+"""A folder that must exist; in a YAML config, relative to that config file (jsonargparse)."""
+
+
 class ImageDataModule(L.LightningDataModule):
     """Images of any folder layout.
 
     Args:
-        train_dir: training images (any layout, searched recursively).
+        train_dir: training images (any layout, searched recursively). In a YAML config a
+            relative path is relative to the config file, so configs run from any folder.
         val_dir: validation images, e.g. Kodak; whole images unless `val_center_crop`.
         patch_size: random training crop; smaller images are edge-padded.
         batch_size, val_batch_size: whole-image validation needs val_batch_size 1 unless
@@ -60,8 +67,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_dir: str,
-        val_dir: str | None = None,
+        train_dir: ImageDir,
+        val_dir: ImageDir | None = None,
         patch_size: int = 256,
         batch_size: int = 16,
         val_batch_size: int = 1,
@@ -74,6 +81,9 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # resolved here: LightningCLI's hparams keep the paths as written in the config
+        self.train_dir = os.path.abspath(os.fspath(train_dir))
+        self.val_dir = os.path.abspath(os.fspath(val_dir)) if val_dir is not None else None
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
         self._resume: dict[str, int] | None = None
@@ -81,9 +91,9 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = ImageFolderDataset(hp.train_dir, crop=hp.patch_size)
-        if stage in (None, "fit", "validate") and hp.val_dir and self.val_set is None:
-            self.val_set = ImageFolderDataset(hp.val_dir, center_crop=hp.val_center_crop)
+            self.train_set = ImageFolderDataset(self.train_dir, crop=hp.patch_size)
+        if stage in (None, "fit", "validate") and self.val_dir and self.val_set is None:
+            self.val_set = ImageFolderDataset(self.val_dir, center_crop=hp.val_center_crop)
 
     def _loader(self, dataset: ImageFolderDataset, batch_size: int, **kwargs) -> DataLoader:
         workers = self.hparams.num_workers

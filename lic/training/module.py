@@ -16,9 +16,24 @@ from lic.codecs.checkpoint import (
 )
 from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
 from lic.codecs.registry import codec_stride, create_codec
+from lic.errors import LicError
 from lic.losses import RateDistortionLoss
 from lic.metrics import create_metric
 from lic.metrics.pixel import MS_SSIM_MIN_SIDE
+
+VALIDATION_SUMMARY = (
+    ("bpp_real", "bpp (real)", "", 4),
+    ("bpp", "bpp (estimated)", "", 4),
+    ("psnr", "PSNR", " dB", 2),
+    ("ms_ssim", "MS-SSIM", "", 4),
+    ("mlclipsim", "ML-CLIPSim", "", 4),
+    ("lpips", "LPIPS", "", 4),
+)
+"""(logged key, label, unit, decimals) printed after each validation."""
+
+
+class NonFiniteLossError(LicError):
+    """Training diverged: a loss term (or a weight about to be saved) is NaN or infinite."""
 
 
 class CodecModule(L.LightningModule):
@@ -119,14 +134,29 @@ class CodecModule(L.LightningModule):
         out = self._forward(x)
         losses = self.criterion(out, x)
         aux_loss = self.codec.aux_loss()
+        self._stop_if_not_finite(losses | {"aux_loss": aux_loss})
         self.skipped_images += batch["skipped"].sum().long()
         mse = (out["x_hat"].float() - x).square().mean()
+        psnr = -10 * torch.log10(mse)
+        shown = {"loss": losses["loss"], "bpp": losses["bpp"], "D": losses["distortion"]}
+        self.log_dict(shown | {"psnr": psnr}, prog_bar=True, logger=False, batch_size=len(x))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(x))
-        self.log_dict(
-            {"train/psnr": -10 * torch.log10(mse), "train/aux_loss": aux_loss}, batch_size=len(x)
-        )
+        self.log_dict({"train/psnr": psnr, "train/aux_loss": aux_loss}, batch_size=len(x))
         self.log("train/skipped_images", self.skipped_images.float(), reduce_fx="max")
         return losses["loss"] + aux_loss
+
+    def _stop_if_not_finite(self, terms: dict[str, Tensor]) -> None:
+        """Stop at the first step whose loss is NaN or infinite, before the optimizer puts it
+        into the weights (one boolean per step reaches the host; the progress bar's logged
+        values already sync every step)."""
+        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        bad = [f"{k}={float(v):g}" for k, v in zip(terms, values, strict=True) if not v.isfinite()]
+        raise NonFiniteLossError(
+            f"step {self.global_step}: non-finite loss ({', '.join(bad)}); training stopped "
+            "before the update (lower the learning rate or check the data)"
+        )
 
     # ---- validation on real bitstreams ----------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -150,9 +180,27 @@ class CodecModule(L.LightningModule):
         self.log_dict(logs, batch_size=n, sync_dist=True)
         return {"x_hat": out["x_hat"]}
 
+    def on_validation_epoch_end(self) -> None:
+        """One console line per validation: what the real bitstreams achieve."""
+        if self.trainer.sanity_checking:
+            return
+        metrics = self.trainer.callback_metrics
+        parts = [f"step {self.global_step} validation:"]
+        for key, label, unit, digits in VALIDATION_SUMMARY:
+            if f"val/{key}" in metrics:
+                parts.append(f"{label} {float(metrics[f'val/{key}']):.{digits}f}{unit}")
+        self.print(" ".join(parts))
+
     # ---- checkpoints ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store entropy tables computed once, so encoder and decoder machines share them."""
+        """Store entropy tables computed once, so encoder and decoder machines share them;
+        refuse to write weights that are not finite."""
+        bad = [n for n, p in self.codec.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"step {self.global_step}: codec weights are not finite ({', '.join(bad[:3])}); "
+                "no checkpoint written"
+            )
         self.codec.update(force=True)
         checkpoint["state_dict"].update(self.codec.state_dict(prefix=CODEC_PREFIX))
 

@@ -1,0 +1,98 @@
+"""`train.py`: LightningCLI for CodecModule + ImageDataModule, with lic's run folders and errors.
+
+Every run writes under `<trainer.default_root_dir>/<codec>_<objective>_lambda<lambda>/`
+(`checkpoints/`, `logs/version_N/`, `config.yaml`), so a second lambda or objective never
+overwrites the first, and re-running the same command with `--ckpt_path last` resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.trainer.trainer import Trainer
+
+from lic.errors import UsageError, run_entry_point
+
+
+def objective_name(distortion: str | dict[str, float]) -> str:
+    """'mse', 'lpips', or 'mse1+mlclipsim1000' for a weighted mix (weights matter in a name)."""
+    if isinstance(distortion, dict):
+        return "+".join(f"{name}{weight:g}" for name, weight in distortion.items())
+    return str(distortion)
+
+
+def run_name(codec: str, distortion: str | dict[str, float], lmbda: float) -> str:
+    """Folder name of one training run: codec, objective and lambda."""
+    return f"{codec}_{objective_name(distortion)}_lambda{lmbda:g}"
+
+
+def _as_plain(value: object) -> object:
+    """jsonargparse Namespaces (a dict distortion) as plain dicts."""
+    return value.as_dict() if hasattr(value, "as_dict") else value
+
+
+class LicCLI(LightningCLI):
+    """LightningCLI whose runs live in their own folder and whose errors are one line."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model, trainer = config.model, config.trainer
+        root = Path(trainer.default_root_dir or "runs")
+        run_dir = root / run_name(model.codec, _as_plain(model.distortion), model.lmbda)
+        trainer.default_root_dir = str(run_dir)
+        for callback in trainer.callbacks or []:
+            if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.dirpath:
+                callback.init_args.dirpath = str(run_dir / "checkpoints")
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        for logger in loggers:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args:
+                init_args.save_dir = str(run_dir)
+                if "name" in init_args:
+                    init_args.name = "logs"
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        try:
+            return super()._instantiate_trainer(config, callbacks)
+        except Exception as err:  # Lightning's MisconfigurationException for a missing GPU
+            if "not available" in str(err) or "No supported gpu backend" in str(err):
+                raise UsageError(
+                    f"{' '.join(str(err).split())} "
+                    "To train on this machine's CPU, add --trainer.accelerator cpu"
+                ) from err
+            raise
+
+
+def _quiet_third_party_notices() -> None:
+    """Drop notices that concern Lightning's own code or products, not the user's run."""
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # torch vs Lightning internals
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    """`train.py` / the console: LightningCLI with lic's error convention."""
+    from lic.training.datamodule import ImageDataModule
+    from lic.training.module import CodecModule
+
+    _quiet_third_party_notices()
+
+    def run() -> None:
+        LicCLI(
+            CodecModule,
+            ImageDataModule,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            parser_kwargs={"exit_on_error": False},
+        )
+
+    return run_entry_point(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
