@@ -24,8 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lic.codecs.io import BitstreamError
+from lic.data.files import write_text_atomic
 from lic.data.images import ImageReadError
 from lic.devices import resolve_device
+from lic.errors import UsageError
 from lic.evaluation.coders import (
     DEFAULT_QUALITIES,
     CheckpointCoder,
@@ -253,8 +255,28 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
 
 def write_records(path: Path, result: CellResult) -> None:
     """One JSON line per question: what the model answered and how it was parsed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(record) + "\n" for record in result.records or ()))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in result.records or ()))
+
+
+def read_cell(path: Path) -> dict | None:
+    """A finished cell, or None when there is none to reuse: absent, of another format, or
+    unreadable (a truncated file from an older lic is named in the log and recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s: unreadable cell file (%s); recomputing it", path, err)
+        return None
+    if not isinstance(cell, dict) or cell.get("format") != CELL_FORMAT or "meta" not in cell:
+        return None
+    return cell
+
+
+def failed_images(rows: Sequence[dict]) -> int:
+    """Images that failed over all cells (each cell counted once, not once per metric)."""
+    cells = {(r["codec"], r["objective"], r["lambda"], r["quality"], r["task"]): r for r in rows}
+    return sum(r["n_failed"] for r in cells.values())
 
 
 def run(
@@ -280,7 +302,12 @@ def run(
     from lic.evaluation.report import write_reports
 
     out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: give a positive number of images")
+    try:
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
     device = resolve_device(device)
     codec_device = device if workers == 0 or coding == "device" else "cpu"
     coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
@@ -293,14 +320,10 @@ def run(
         model = None
         for coder in coders:
             path = out / "cells" / f"{task_name}__{coder.key}.json"
-            if path.is_file():
-                cell = json.loads(path.read_text())
-                if cell.get("format") == CELL_FORMAT and cell["meta"] == {
-                    **coder.meta(),
-                    **task.description(),
-                }:
-                    cells.append((cell, task.metrics))
-                    continue
+            cell = read_cell(path)
+            if cell is not None and cell["meta"] == {**coder.meta(), **task.description()}:
+                cells.append((cell, task.metrics))
+                continue
             model = model or task.build_model(device)
             result = evaluate_cell(
                 task, coder, model, device, batch_size, workers, progress, coding
@@ -309,7 +332,7 @@ def run(
             if rank == 0:
                 if result.records is not None:
                     write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
-                path.write_text(json.dumps(cell, indent=1))
+                write_text_atomic(path, json.dumps(cell, indent=1))
                 rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
                 log.info(
                     "%s %s: %s %s, %d images (%d failed), %.1f img/s",
