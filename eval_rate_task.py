@@ -17,6 +17,7 @@ import sys
 import torch.distributed as dist
 
 from lic.evaluation import run
+from lic.evaluation.rate_task import failed_images
 from lic.tasks import TASKS, DatasetLayoutError
 from lic.weights import WeightsUnavailableError
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device.startswith("cuda"):
             args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     try:
-        run(
+        rows = run(
             checkpoints,
             args.task,
             parse_roots(args.data_root, args.task),
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    failed = failed_images(rows)
+    if failed:  # everything is written; the failures are listed in each cell file
+        print(f"error: {failed} image(s) failed (see {args.out}/cells/*.json)", file=sys.stderr)
+        return 1
     return 0
 
 
