@@ -1,9 +1,10 @@
 """Rate-task curves: python eval_rate_task.py --ckpt A.ckpt B.ckpt --task consistency ...
 
-Encodes every task image to real bitstreams with each checkpoint (and optional JPEG/WebP
-baselines), decodes, runs the task model and writes results.csv/json, rate_task_<task>.png/pdf,
-bd.csv and summary.md to --out. Re-running with the same --out skips finished cells. Under
-torchrun, images are sharded over ranks (use --device cuda).
+Encodes every task image to real bitstreams with each checkpoint or CompressAI zoo model (and
+optional classical baselines, JPEG to JPEG XL), decodes, runs the task model (or, for the
+fidelity task, the quality metrics) and writes results.csv/json, rate_task_<task>.png/pdf,
+bd.csv (against --anchor) and summary.md to --out. Re-running with the same --out skips
+finished cells. Under torchrun, images are sharded over ranks (use --device cuda).
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import sys
 
 import torch.distributed as dist
 
+from lic.codecs.classical import CLASSICAL_CODECS, classical_codec
+from lic.errors import LicError, UsageError
 from lic.evaluation import run
+from lic.evaluation.coders import parse_zoo_spec
 from lic.evaluation.rate_task import failed_images
 from lic.tasks import TASKS, DatasetLayoutError
+from lic.tasks.fidelity import FidelityTask
 from lic.weights import WeightsUnavailableError
 
 
@@ -37,9 +42,33 @@ def parse_roots(entries: list[str], tasks: list[str]) -> dict[str, str]:
     return roots
 
 
+def parse_baselines(entries: list[str]) -> tuple[list[str], dict[str, list[int]]]:
+    """`NAME[=Q1,Q2,...]` entries -> names in order and the grids that replace defaults."""
+    names, qualities = [], {}
+    for entry in entries:
+        name, sep, grid = entry.partition("=")
+        codec = classical_codec(name)
+        if sep:
+            try:
+                qualities[name] = [codec.check_quality(int(q)) for q in grid.split(",")]
+            except ValueError:
+                raise UsageError(
+                    f"--baselines {entry}: expected {name}=Q1,Q2,... with integer qualities"
+                ) from None
+        names += [name] if name not in names else []
+    return names, qualities
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ckpt", nargs="*", default=[], help="lic checkpoints (one per lambda)")
+    p.add_argument(
+        "--ckpt",
+        nargs="*",
+        default=[],
+        help="lic checkpoints (one per lambda), or CompressAI zoo models as "
+        "compressai:NAME[:QUALITIES][:METRIC], e.g. compressai:mbt2018-mean:1-8 (all "
+        "qualities if omitted; metric mse or ms-ssim)",
+    )
     p.add_argument(
         "--ckpt-glob",
         action="append",
@@ -50,9 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", nargs="+", required=True, metavar="[TASK=]DIR")
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, help="first N images of each task")
-    p.add_argument("--baselines", nargs="*", default=[], choices=["jpeg", "webp"])
-    p.add_argument("--jpeg-qualities", type=int, nargs="+")
-    p.add_argument("--webp-qualities", type=int, nargs="+")
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=[],
+        metavar="NAME[=Q1,Q2,...]",
+        help=f"classical codecs ({', '.join(CLASSICAL_CODECS)}), each on its default grid "
+        "or the qualities given (jpeg2000: compression ratios), e.g. jpeg=5,10,20 avif",
+    )
+    p.add_argument(
+        "--anchor",
+        metavar="CURVE",
+        help="the curve BD numbers refer to: a baseline (jpeg), a zoo entry "
+        "(compressai:NAME[:METRIC]) or CODEC/OBJECTIVE; default each codec's mse curve",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=FidelityTask.metric_choices,
+        help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--workers",
@@ -85,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     checkpoints = list(args.ckpt) + sorted(f for g in args.ckpt_glob for f in glob.glob(g))
-    qualities = {
-        k: v for k, v in (("jpeg", args.jpeg_qualities), ("webp", args.webp_qualities)) if v
-    }
+    try:
+        if args.metrics and "fidelity" not in args.task:
+            raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
+        baselines, qualities = parse_baselines(args.baselines)
+        for spec in (c for c in checkpoints if c.startswith("compressai:")):
+            parse_zoo_spec(spec)
+    except UsageError as err:
+        p.error(str(err))
     if "RANK" in os.environ and not dist.is_initialized():  # launched by torchrun
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
         if args.device.startswith("cuda"):
@@ -99,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_roots(args.data_root, args.task),
             args.out,
             limit=args.limit,
-            baselines=args.baselines,
+            baselines=baselines,
             qualities=qualities,
             batch_size=args.batch_size,
             workers=args.workers,
@@ -110,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             use_wandb=args.wandb,
             progress=not args.no_progress,
             coding=args.coding,
+            metrics=args.metrics,
+            anchor=args.anchor,
         )
     except (
         DatasetLayoutError,
@@ -117,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ValueError,
         ImportError,
+        LicError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, UsageError) else 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

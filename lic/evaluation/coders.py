@@ -1,4 +1,5 @@
-"""Everything that turns an image into (decoded image, bits): checkpoints and baselines.
+"""Everything that turns an image into (decoded image, bits): checkpoints, CompressAI zoo
+models and classical baselines.
 
 Coders are small and picklable, so evaluation workers each hold a copy and code images in
 parallel (`roundtrip`); or the main process codes whole batches on the GPU
@@ -10,17 +11,22 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from compressai.zoo.image import model_urls as ZOO_URLS
 from torch import Tensor
 
 from lic.codecs import BitstreamCodec, codec_stride, load_checkpoint
+from lic.codecs.checkpoint import entropy_tables_ready, require_zoo_weights
+from lic.codecs.classical import classical_codec
 from lic.codecs.io import pad_to_stride
-from lic.data.images import pillow_roundtrip
+from lic.errors import UsageError
 from lic.losses import estimated_bits
 
-DEFAULT_QUALITIES = {"jpeg": (10, 20, 30, 50, 70, 90), "webp": (5, 15, 30, 50, 75, 90)}
+ZOO_PREFIX = "compressai:"
 
 
 class Coder(ABC):
@@ -67,21 +73,24 @@ class Uncompressed(Coder):
         return image, None
 
 
-class PillowCoder(Coder):
-    """JPEG or WebP through Pillow at one quality; bits from the encoded bytes."""
+class ClassicalCoder(Coder):
+    """A classical codec (JPEG ... JPEG XL) at one quality; bits from the encoded file."""
 
-    def __init__(self, fmt: str, quality: int) -> None:
-        if fmt not in DEFAULT_QUALITIES:
-            raise ValueError(f"baseline must be one of {sorted(DEFAULT_QUALITIES)}, got '{fmt}'")
-        self.codec = self.objective = fmt
-        self.quality = int(quality)
+    def __init__(self, name: str, quality: int) -> None:
+        self.spec = classical_codec(name)
+        self.spec.require()
+        self.codec = self.objective = name
+        self.quality = self.spec.check_quality(quality)
 
     @property
     def key(self) -> str:
         return f"{self.codec}-q{self.quality}"
 
+    def meta(self) -> dict:
+        return super().meta() | {"settings": self.spec.options(self.quality)}
+
     def roundtrip(self, image: Tensor) -> tuple[Tensor, float]:
-        decoded, size = pillow_roundtrip(image, self.codec, self.quality)
+        decoded, size = self.spec.roundtrip(image.cpu(), self.quality)
         return decoded, 8.0 * size
 
 
@@ -92,29 +101,15 @@ def objective_label(distortion: object) -> str:
     return str(distortion)
 
 
-class CheckpointCoder(Coder):
-    """A lic checkpoint: real bitstreams (default) or likelihood estimates of the rate."""
+class LearnedCoder(Coder):
+    """A CompressAI-style model: real bitstreams (default) or likelihood estimates of the
+    rate; images are padded to the codec's stride and cropped back."""
 
-    def __init__(
-        self, path: str | Path, estimate_rate: bool = False, device: str | torch.device = "cpu"
-    ) -> None:
-        self.path = Path(path)
-        self.model, info = load_checkpoint(self.path, map_location=device)
-        self.codec, self.objective = info.codec, objective_label(info.distortion)
-        self.lmbda, self.distortion = info.lmbda, info.distortion
+    def __init__(self, model: torch.nn.Module, estimate_rate: bool = False) -> None:
+        self.model = model
         self.rate_source = "estimate" if estimate_rate else "bitstream"
         self.bitstreams = None if estimate_rate else BitstreamCodec(self.model)
         self.stride = codec_stride(self.model)
-        stat = os.stat(self.path)
-        identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        self._digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-
-    @property
-    def key(self) -> str:
-        return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}-{self._digest}"
-
-    def meta(self) -> dict:
-        return super().meta() | {"checkpoint": str(self.path), "distortion": self.distortion}
 
     def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float]]:
         """Real bitstreams, one compress() and one decompress() call per image size: the
@@ -143,3 +138,122 @@ class CheckpointCoder(Coder):
         return out["x_hat"][0, :, :h, :w].clamp(0, 1).cpu(), float(
             estimated_bits(out["likelihoods"])
         )
+
+
+class CheckpointCoder(LearnedCoder):
+    """A lic checkpoint."""
+
+    def __init__(
+        self, path: str | Path, estimate_rate: bool = False, device: str | torch.device = "cpu"
+    ) -> None:
+        self.path = Path(path)
+        model, info = load_checkpoint(self.path, map_location=device)
+        super().__init__(model, estimate_rate)
+        self.codec, self.objective = info.codec, objective_label(info.distortion)
+        self.lmbda, self.distortion = info.lmbda, info.distortion
+        stat = os.stat(self.path)
+        identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        self._digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+
+    @property
+    def key(self) -> str:
+        return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}-{self._digest}"
+
+    def meta(self) -> dict:
+        return super().meta() | {"checkpoint": str(self.path), "distortion": self.distortion}
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """`compressai:NAME[:QUALITIES][:METRIC]`: a CompressAI zoo model at some qualities."""
+
+    name: str
+    qualities: tuple[int, ...]
+    metric: str = "mse"
+
+    @property
+    def codec(self) -> str:
+        return f"{ZOO_PREFIX}{self.name}"
+
+
+def _quality_list(text: str) -> tuple[int, ...]:
+    """'3', '1-8' or '1,3,5' -> qualities."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(part)
+        out += range(int(low), int(high) + 1) if dash else [int(low)]
+    return tuple(dict.fromkeys(out))
+
+
+def parse_zoo_spec(spec: str) -> ZooEntry:
+    """Parse and check a zoo entry against CompressAI's own table of pretrained weights."""
+    usage = f"expected {ZOO_PREFIX}NAME[:QUALITIES][:METRIC] (e.g. {ZOO_PREFIX}mbt2018-mean:1-8)"
+    parts = spec.removeprefix(ZOO_PREFIX).split(":")
+    name, rest = parts[0], parts[1:]
+    metric = rest.pop() if rest and not rest[-1][:1].isdigit() else "mse"
+    if name not in ZOO_URLS or len(rest) > 1:
+        raise UsageError(f"'{spec}': {usage}; zoo models: {', '.join(ZOO_URLS)}")
+    if metric not in ZOO_URLS[name]:
+        raise UsageError(f"'{spec}': {name} has metrics {', '.join(ZOO_URLS[name])}")
+    known = tuple(sorted(ZOO_URLS[name][metric]))
+    try:
+        qualities = _quality_list(rest[0]) if rest else known
+    except ValueError:
+        raise UsageError(f"'{spec}': bad qualities; {usage}") from None
+    if not qualities or not set(qualities) <= set(known):
+        raise UsageError(f"'{spec}': {name} ({metric}) has qualities {known}")
+    return ZooEntry(name, qualities, metric)
+
+
+class ZooCoder(LearnedCoder):
+    """A CompressAI zoo model, loaded by CompressAI's own zoo function (pretrained=True),
+    once its weights are in the torch hub cache or downloadable."""
+
+    def __init__(
+        self,
+        entry: ZooEntry,
+        quality: int,
+        estimate_rate: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from compressai.zoo import image_models
+
+        require_zoo_weights(entry.name, quality, entry.metric)
+        model = image_models[entry.name](
+            quality=quality, metric=entry.metric, pretrained=True, progress=False
+        )
+        model.codec_name = entry.name
+        if not entropy_tables_ready(model):
+            model.update(force=True)
+        super().__init__(model.to(device).eval(), estimate_rate)
+        self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
+
+    @property
+    def key(self) -> str:
+        name = self.codec.removeprefix(ZOO_PREFIX)
+        return f"zoo-{name}-{self.objective}-q{self.quality}-{self.rate_source}"
+
+
+def build_coders(
+    checkpoints: Sequence[str | Path],
+    baselines: Sequence[str] = (),
+    qualities: dict[str, Sequence[int]] | None = None,
+    estimate_rate: bool = False,
+    device: str | torch.device = "cpu",
+) -> list[Coder]:
+    """The uncompressed reference, every checkpoint or zoo entry (`compressai:...`) and every
+    grid point of each classical baseline (its default grid unless `qualities` names one)."""
+    coders: list[Coder] = [Uncompressed()]
+    for ckpt in checkpoints:
+        if str(ckpt).startswith(ZOO_PREFIX):
+            entry = parse_zoo_spec(str(ckpt))
+            coders += [ZooCoder(entry, q, estimate_rate, device) for q in entry.qualities]
+        else:
+            coders.append(CheckpointCoder(ckpt, estimate_rate=estimate_rate, device=device))
+    qualities = qualities or {}
+    for name in baselines:
+        grid = qualities.get(name) or classical_codec(name).qualities
+        coders += [ClassicalCoder(name, q) for q in grid]
+    return coders

@@ -28,13 +28,7 @@ from lic.data.files import write_text_atomic
 from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
-from lic.evaluation.coders import (
-    DEFAULT_QUALITIES,
-    CheckpointCoder,
-    Coder,
-    PillowCoder,
-    Uncompressed,
-)
+from lic.evaluation.coders import Coder, build_coders
 from lic.tasks import Task, create_task
 
 log = logging.getLogger(__name__)
@@ -218,20 +212,6 @@ def evaluate_cell(
     )
 
 
-def build_coders(
-    checkpoints: Sequence[str | Path],
-    baselines: Sequence[str] = (),
-    qualities: dict[str, Sequence[int]] | None = None,
-    estimate_rate: bool = False,
-    device: str | torch.device = "cpu",
-) -> list[Coder]:
-    coders: list[Coder] = [Uncompressed()]
-    coders += [CheckpointCoder(p, estimate_rate=estimate_rate, device=device) for p in checkpoints]
-    qualities = {**DEFAULT_QUALITIES, **(qualities or {})}
-    coders += [PillowCoder(fmt, q) for fmt in baselines for q in qualities[fmt]]
-    return coders
-
-
 def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
     meta = cell["meta"]
     return [
@@ -296,10 +276,14 @@ def run(
     use_wandb: bool = False,
     progress: bool = True,
     coding: str = "workers",
+    metrics: Sequence[str] | None = None,
+    anchor: str | None = None,
 ) -> list[dict]:
     """Evaluate every (coder, task) cell not yet in `out`, then write the reports.
-    `coding`: see `evaluate_cell`; with `workers=0` images are coded on `device` anyway."""
-    from lic.evaluation.report import write_reports
+    `coding`: see `evaluate_cell`; with `workers=0` images are coded on `device` anyway.
+    `metrics`: the fidelity task's metrics; `anchor`: the curve BD numbers refer to
+    (`report.resolve_anchor`; default each codec's mse curve)."""
+    from lic.evaluation.report import resolve_anchor, write_reports
 
     out = Path(out)
     if limit is not None and limit < 1:
@@ -311,11 +295,17 @@ def run(
     device = resolve_device(device)
     codec_device = device if workers == 0 or coding == "device" else "cpu"
     coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
+    anchor_curve = resolve_anchor(anchor, [(c.codec, c.objective) for c in coders])
     rank, _ = _distributed()
     cells = []
     for task_name in tasks:
         task = create_task(
-            task_name, data_roots[task_name], model=task_model, weights=task_weights, limit=limit
+            task_name,
+            data_roots[task_name],
+            model=task_model,
+            weights=task_weights,
+            limit=limit,
+            metrics=metrics,
         )
         model = None
         for coder in coders:
@@ -347,5 +337,7 @@ def run(
             cells.append((cell, task.metrics))
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:
-        write_reports(out, rows, [cell for cell, _ in cells], use_wandb=use_wandb)
+        write_reports(
+            out, rows, [cell for cell, _ in cells], use_wandb=use_wandb, anchor=anchor_curve
+        )
     return rows

@@ -8,7 +8,10 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from lic.codecs.classical import CLASSICAL_CODECS
+from lic.errors import UsageError
 from lic.evaluation.bd import bd_metric, bd_rate
+from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
 
 UNITS = {
     "top1": "%",
@@ -25,9 +28,12 @@ UNITS = {
     "f1": "%",
     "yes_ratio": "%",
     "unparsed": "%",
+    "psnr": "dB",
+    "ms_ssim_db": "dB",
 }
-LOWER_BETTER = {"kl", "unparsed"}
+LOWER_BETTER = {"kl", "unparsed", "lpips"}
 NOT_A_QUALITY = {"yes_ratio"}  # POPE's bias diagnostic: plotted, no BD numbers
+FULL_REFERENCE = {"psnr", "ms_ssim", "ms_ssim_db", "lpips", "mlclipsim"}  # trivial uncompressed
 COLUMNS = [
     "codec",
     "objective",
@@ -44,13 +50,37 @@ COLUMNS = [
 ]
 
 
-BASELINES = ("jpeg", "webp")
 Curve = tuple[str, str]  # (codec, objective)
 
 
 def curve_label(curve: Curve) -> str:
+    """'JPEG XL' for a classical codec, 'mbt2018-mean (zoo, mse)', 'mlicpp / mse'."""
     codec, objective = curve
-    return codec.upper() if codec in BASELINES else f"{codec} / {objective}"
+    if codec in CLASSICAL_CODECS:
+        return CLASSICAL_CODECS[codec].label
+    if codec.startswith(ZOO_PREFIX):
+        return f"{codec.removeprefix(ZOO_PREFIX)} (zoo, {objective})"
+    return f"{codec} / {objective}"
+
+
+def resolve_anchor(spec: str | None, available: list[Curve]) -> Curve | None:
+    """The curve `--anchor` names: a baseline ('jpeg'), a zoo entry
+    ('compressai:mbt2018-mean[:QUALITIES][:METRIC]') or 'codec/objective'; None keeps the
+    default (each codec's mse curve)."""
+    if spec is None:
+        return None
+    if spec.startswith(ZOO_PREFIX):
+        entry = parse_zoo_spec(spec)
+        curve = (entry.codec, entry.metric)
+    elif "/" in spec:
+        codec, _, objective = spec.rpartition("/")
+        curve = (codec, objective)
+    else:
+        curve = (spec, spec) if spec in CLASSICAL_CODECS else (spec, "mse")
+    if curve not in available:
+        names = sorted({f"{c}/{o}" for c, o in available if c != "uncompressed"})
+        raise UsageError(f"--anchor '{spec}' is none of the evaluated curves: {', '.join(names)}")
+    return curve
 
 
 def curves(rows: list[dict]) -> dict[tuple[str, str], dict[Curve, list[tuple[float, float]]]]:
@@ -64,18 +94,29 @@ def curves(rows: list[dict]) -> dict[tuple[str, str], dict[Curve, list[tuple[flo
     return {k: {curve: sorted(points) for curve, points in v.items()} for k, v in out.items()}
 
 
-def bd_table(rows: list[dict]) -> list[dict]:
-    """BD-rate and BD-metric of every curve against the `mse` curve of the same codec (or,
-    for baselines, of the first codec with one)."""
+def references(by_curve: dict[Curve, list], anchor: Curve | None) -> dict[str, Curve]:
+    """codec -> the curve its BD numbers refer to: the anchor for every codec, or by default
+    the `mse` curve of the same codec (for other codecs, the first one with an mse curve)."""
+    if anchor is not None:
+        return dict.fromkeys((c for c, _ in by_curve), anchor) if anchor in by_curve else {}
+    own = {codec: (codec, obj) for codec, obj in by_curve if obj == "mse"}
+    if not own:
+        return {}
+    return {codec: own.get(codec, next(iter(own.values()))) for codec, _ in by_curve}
+
+
+def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
+    """BD-rate and BD-metric of every curve against `anchor` (default: the `mse` curve of the
+    same codec, or for other codecs of the first codec with one), for every task metric."""
     table = []
     for (task, metric), by_curve in sorted(curves(rows).items()):
         if metric in NOT_A_QUALITY:
             continue
-        references = {codec: (codec, obj) for codec, obj in by_curve if obj == "mse"}
-        if not references:
+        refs = references(by_curve, anchor)
+        if not refs:
             continue
         for curve, points in sorted(by_curve.items(), key=lambda item: curve_label(item[0])):
-            reference = references.get(curve[0], next(iter(references.values())))
+            reference = refs[curve[0]]
             if curve == reference:
                 continue
             ref_rate, ref_value = zip(*by_curve[reference], strict=True)
@@ -98,8 +139,9 @@ def bd_table(rows: list[dict]) -> list[dict]:
     return table
 
 
-def plot(rows: list[dict], out: Path) -> list[Path]:
-    """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline."""
+def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]:
+    """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline;
+    the curves BD numbers refer to (anchors) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,12 +156,17 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
         metrics = list(dict.fromkeys(r["metric"] for r in task_rows))
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
         for ax, metric in zip(axes[0], metrics, strict=True):
-            for curve, points in all_curves.get((task, metric), {}).items():
+            by_curve = all_curves.get((task, metric), {})
+            anchors = set(references(by_curve, anchor).values())
+            for curve, points in by_curve.items():
                 rate, value = zip(*points, strict=True)
-                style = "--" if curve[0] in BASELINES else "-"
-                ax.plot(rate, value, style, marker="o", markersize=4, label=curve_label(curve))
+                style = "--" if curve in anchors else "-"
+                marker = "s" if curve[0] in CLASSICAL_CODECS else "o"
+                ax.plot(rate, value, style, marker=marker, markersize=4, label=curve_label(curve))
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
+                    if metric in FULL_REFERENCE:  # a perfect score, not a reference level
+                        continue
                     ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
             ax.set_xlabel("rate (bits per pixel)")
             ax.set_ylabel(f"{metric} ({UNITS.get(metric, '')})")
@@ -141,7 +188,9 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def markdown(rows: list[dict], bd: list[dict], cells: list[dict]) -> str:
+def markdown(
+    rows: list[dict], bd: list[dict], cells: list[dict], anchor: Curve | None = None
+) -> str:
     lines = [
         "# Rate-task results",
         "",
@@ -157,16 +206,20 @@ def markdown(rows: list[dict], bd: list[dict], cells: list[dict]) -> str:
             f"{_fmt(point)} | {_fmt(r['bpp'])} | {_fmt(r['value'])} | "
             f"{r['n_images']} | {r['n_failed']} |"
         )
-    lines += ["", "## Bjontegaard deltas against the MSE curve", ""]
+    against = curve_label(anchor) if anchor else "each codec's MSE curve"
+    lines += ["", f"## Bjontegaard deltas against {against}", ""]
     if bd:
-        lines += ["| task | metric | curve | BD-rate (%) | BD-metric |", "|---|---|---|---|---|"]
         lines += [
-            f"| {b['task']} | {b['metric']} | {b['curve']} | {_fmt(b['bd_rate_percent'])}"
-            f" | {_fmt(b['bd_metric'])} |"
+            "| task | metric | curve | reference | BD-rate (%) | BD-metric |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {b['task']} | {b['metric']} | {b['curve']} | {b['reference']} |"
+            f" {_fmt(b['bd_rate_percent'])} | {_fmt(b['bd_metric'])} |"
             for b in bd
         ]
     else:
-        lines.append("No curve with objective `mse` (or too few points): no BD table.")
+        lines.append(f"No curves to compare with {against} (or too few points): no BD table.")
     failures = [f for cell in cells for f in cell["failures"]]
     lines += ["", f"## Failures: {len(failures)}", ""] + [f"- {f}" for f in failures[:100]]
     if len(failures) > 100:
@@ -174,7 +227,14 @@ def markdown(rows: list[dict], bd: list[dict], cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(out: Path, rows: list[dict], cells: list[dict], use_wandb: bool = False) -> None:
+def write_reports(
+    out: Path,
+    rows: list[dict],
+    cells: list[dict],
+    use_wandb: bool = False,
+    anchor: Curve | None = None,
+) -> None:
+    """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`."""
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -185,7 +245,7 @@ def write_reports(out: Path, rows: list[dict], cells: list[dict], use_wandb: boo
         for e in c["failures"]
     ]
     (out / "results.json").write_text(json.dumps({"rows": rows, "failures": failures}, indent=1))
-    bd = bd_table(rows)
+    bd = bd_table(rows, anchor)
     with (out / "bd.csv").open("w", newline="") as f:
         writer = csv.DictWriter(
             f,
@@ -202,8 +262,8 @@ def write_reports(out: Path, rows: list[dict], cells: list[dict], use_wandb: boo
         )
         writer.writeheader()
         writer.writerows(bd)
-    plots = plot(rows, out)
-    (out / "summary.md").write_text(markdown(rows, bd, cells))
+    plots = plot(rows, out, anchor)
+    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor))
     if use_wandb:
         import wandb
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from lic.data.images import pillow_roundtrip
+from lic.codecs.classical import classical_codec
 from lic.metrics.pixel import PSNR
 
 _psnr = PSNR()
@@ -49,9 +49,11 @@ class Family:
         return self.values is not None
 
 
-def _pillow(fmt: str) -> Callable[[Tensor, float, int], Tensor]:
+def _pillow(name: str) -> Callable[[Tensor, float, int], Tensor]:
+    """A classical codec with the settings of the rate-task baselines (lic.codecs.classical)."""
+
     def apply(image: Tensor, quality: float, seed: int) -> Tensor:
-        return pillow_roundtrip(image, fmt, int(quality))[0]
+        return classical_codec(name).roundtrip(image, int(quality))[0]
 
     return apply
 
@@ -84,8 +86,8 @@ def _contrast(image: Tensor, factor: float, seed: int) -> Tensor:
 
 
 FAMILIES: dict[str, Family] = {
-    "jpeg": Family("jpeg", _pillow("JPEG"), 1, 100, True, tuple(range(1, 101))),
-    "webp": Family("webp", _pillow("WEBP"), 0, 100, True, tuple(range(0, 101))),
+    "jpeg": Family("jpeg", _pillow("jpeg"), 1, 100, True, tuple(range(1, 101))),
+    "webp": Family("webp", _pillow("webp"), 0, 100, True, tuple(range(0, 101))),
     "blur": Family("blur", _blur, 0.1, 12.0, False),
     "noise": Family("noise", _noise, 0.0005, 0.5, False),
     "resample": Family("resample", _resample, 0.03, 0.999, True),

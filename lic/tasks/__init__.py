@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lic.tasks.base import Accumulator, DatasetLayoutError, Task
 from lic.tasks.classification import ConsistencyTask, ImageNetTask
 from lic.tasks.detection import COCODetectionTask
+from lic.tasks.fidelity import FidelityTask
 from lic.tasks.segmentation import VOCSegmentationTask
 from lic.tasks.vqa import POPETask, SEEDBenchTask
 
@@ -17,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
         ConsistencyTask,
         POPETask,
         SEEDBenchTask,
+        FidelityTask,
     )
 }
 
@@ -27,10 +31,14 @@ def create_task(
     model: str | None = None,
     weights: str | None = None,
     limit: int | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> Task:
+    """Task `name` on `root`; `metrics` chooses among a task's `metric_choices` (fidelity)
+    and is ignored by tasks whose metrics are fixed."""
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
-    return TASKS[name](root, model=model, weights=weights, limit=limit)
+    options = {"metrics": metrics} if metrics and TASKS[name].metric_choices else {}
+    return TASKS[name](root, model=model, weights=weights, limit=limit, **options)
 
 
 __all__ = ["TASKS", "Accumulator", "DatasetLayoutError", "Task", "create_task"]

@@ -107,6 +107,7 @@ class Task(ABC):
     default_model: str
     default_weights: str
     metrics: tuple[str, ...]
+    metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
 
     def __init__(
         self,

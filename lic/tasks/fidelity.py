@@ -1,0 +1,150 @@
+"""Rate-distortion as a task: full-reference quality of each decoded image at native resolution.
+
+The first figure of every compression paper, on the same axes as the machine tasks. Every
+image of a folder is coded whole (learned codecs pad to their stride and crop back), the
+decoded image is rounded to 8 bits (what a decoder writes to disk), and each chosen metric
+compares it with the original:
+
+- `psnr`: RGB PSNR in dB, per image, averaged over images (as CompressAI's Kodak curves);
+- `ms_ssim`: RGB MS-SSIM per image, averaged; `ms_ssim_db` is -10 log10(1 - mean MS-SSIM),
+  the dB form CompressAI plots (derived from the mean, capped at 100 dB);
+- `lpips`: LPIPS-Alex (lower is better), averaged;
+- `mlclipsim`: ML-CLIPSim with its defaults (ViT-B-32, openai), averaged.
+
+The metrics are built when the task is created, so missing weights stop a run before any
+image is coded. `weights='none'` builds LPIPS and ML-CLIPSim with random weights (tests only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lic.data.images import list_images, load_image
+from lic.errors import UsageError
+from lic.metrics import create_metric
+from lic.metrics.pixel import MS_SSIM_MIN_SIDE
+from lic.tasks.base import Accumulator, Task
+
+METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
+DB_CAP = 100.0  # the dB forms stay finite for lossless images (PSNR's own cap)
+
+
+def ms_ssim_db(score: float) -> float:
+    """-10 log10(1 - MS-SSIM), capped at DB_CAP."""
+    return min(DB_CAP, -10.0 * math.log10(max(1.0 - score, 10 ** (-DB_CAP / 10))))
+
+
+def build_metrics(names: Sequence[str], pretrained: bool) -> nn.ModuleDict:
+    """The metric modules, pretrained (raising WeightsUnavailableError offline) or random."""
+    options = {
+        "lpips": {"pretrained": pretrained},
+        "mlclipsim": {} if pretrained else {"pretrained": None},
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random networks (tests) are the same in every run
+        return nn.ModuleDict({n: create_metric(n, **options.get(n, {})).eval() for n in names})
+
+
+class FidelityAccumulator(Accumulator):
+    """Sums of per-image scores; shards merge by adding them."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.sums = dict.fromkeys(names, 0.0)
+        self.count = 0
+
+    def update(self, predictions, targets, sample_ids) -> None:
+        for scores in predictions:
+            for name, value in scores.items():
+                self.sums[name] += value
+            self.count += 1
+
+    def state(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def merge(self, state: dict) -> None:
+        for name, value in state["sums"].items():
+            self.sums[name] += value
+        self.count += state["count"]
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.count, 1)
+        means = {name: total / n for name, total in self.sums.items()}
+        if "ms_ssim" in means:
+            means["ms_ssim_db"] = ms_ssim_db(means["ms_ssim"]) if self.count else math.nan
+        return means
+
+
+class FidelityTask(Task):
+    """PSNR / MS-SSIM / LPIPS / ML-CLIPSim against bpp on any image folder (e.g. Kodak)."""
+
+    name = "fidelity"
+    default_model = "full-reference metrics"
+    default_weights = "pretrained"
+    metric_choices = METRICS
+
+    def __init__(
+        self,
+        root: str | Path,
+        model: str | None = None,
+        weights: str | None = None,
+        limit: int | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> None:
+        if model is not None:
+            raise UsageError("the fidelity task has no task model; choose metrics with --metrics")
+        chosen = tuple(dict.fromkeys(metrics or METRICS))
+        unknown = [m for m in chosen if m not in METRICS]
+        if unknown:
+            raise UsageError(f"unknown fidelity metric(s) {unknown}; choose from {METRICS}")
+        super().__init__(root, weights=weights, limit=limit)
+        self.chosen = chosen
+        self.metrics = tuple(
+            n for m in chosen for n in ((m, "ms_ssim_db") if m == "ms_ssim" else (m,))
+        )
+        self._nets = build_metrics(chosen, pretrained=self.weights_name.lower() != "none")
+
+    def __getstate__(self) -> dict:
+        """Loader workers only read images: they get the task without its networks."""
+        return {k: v for k, v in vars(self).items() if k != "_nets"}
+
+    def layout_hint(self) -> str:
+        return "expected a folder of images (any layout)"
+
+    def find_samples(self) -> list[Path]:
+        return list_images(self.root)
+
+    def load(self, index: int) -> tuple[Tensor, Tensor]:
+        image = load_image(self.samples[index])
+        if "ms_ssim" in self.chosen and min(image.shape[-2:]) < MS_SSIM_MIN_SIDE:
+            raise ValueError(
+                f"{self.samples[index]}: MS-SSIM needs both sides >= {MS_SSIM_MIN_SIDE} px, "
+                f"got {tuple(image.shape[-2:])}"
+            )
+        return image, image
+
+    def build_model(self, device: torch.device) -> nn.Module:
+        return self._nets.to(device)
+
+    def predict(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
+    ) -> list[dict[str, float]]:
+        """Per-image scores of the 8-bit decoded images against the originals."""
+        scores: dict[str, list[Tensor]] = {name: [] for name in model}
+        for decoded, reference in zip(images, targets, strict=True):
+            x = reference[None].to(decoded.device, torch.float32)
+            y = (decoded[None].float().clamp(0, 1) * 255).round() / 255
+            for name, metric in model.items():
+                scores[name].append(metric(x, y).reshape(()))
+        values = {name: torch.stack(s).double().cpu().tolist() for name, s in scores.items()}
+        return [{name: v[i] for name, v in values.items()} for i in range(len(images))]
+
+    def new_accumulator(self) -> Accumulator:
+        return FidelityAccumulator(self.chosen)
+
+    def description(self) -> dict:
+        return super().description() | {"metrics": list(self.chosen)}
