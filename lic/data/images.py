@@ -196,21 +196,6 @@ def pillow_decode(data: bytes) -> torch.Tensor:
         return _pil_to_tensor(decoded)
 
 
-def pillow_encode(image: torch.Tensor, fmt: str, **options) -> bytes:
-    """The bytes Pillow (or a registered plugin) writes for `image` as 8-bit RGB in `fmt`;
-    `options` are the format's save() parameters."""
-    buffer = io.BytesIO()
-    to_pil(image).save(buffer, format=fmt.upper(), **options)
-    return buffer.getvalue()
-
-
-def pillow_decode(data: bytes) -> torch.Tensor:
-    """(3, H, W) in [0, 1] of encoded bytes in any format Pillow (or a plugin) opens."""
-    with Image.open(io.BytesIO(data)) as decoded:
-        decoded.load()
-        return _pil_to_tensor(decoded)
-
-
 def pillow_roundtrip(
     image: torch.Tensor, fmt: str, quality: int | None = None, **options
 ) -> tuple[torch.Tensor, int]:
