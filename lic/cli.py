@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lic.cli_data import add_data_command, add_export_command
 from lic.devices import resolve_device
 from lic.errors import run_entry_point
 
@@ -423,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_commands(sub)
     _add_pcmp(sub)
     _add_iqa(sub)
+    add_data_command(sub)
+    add_export_command(sub)
     return parser
 
 
