@@ -19,6 +19,7 @@ model's state dict (N=192, M=320, slice_num=10), and of its named_modules() name
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from lic.codecs import Bitstream, BitstreamCodec, create_codec
 from lic.codecs.mlicpp import MLICPlusPlus
 from lic.codecs.mlicpp.contexts import anchor_mask, squeeze, unsqueeze, window_mask
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = {"N": 48, "M": 96, "slice_num": 3}
 POSITIONS = [(0, 5, 7), (1, 64, 100), (2, 127, 191)]
 OFFICIAL = {
@@ -269,3 +271,38 @@ def test_official_checkpoint_initialises_a_model_for_fine_tuning(tmp_path):
         assert torch.equal(value, expected[key]), key
     with pytest.raises(ValueError, match="does not hold weights"):
         init_codec_weights(create_codec("mlicpp", **SMALL, generation="2023-09"), str(path))
+
+
+def test_fine_tunes_an_official_checkpoint_with_ml_clipsim(tmp_path, tiny_clip):
+    """configs/mlicpp_mlclipsim.yaml's model, initialised from an official file (the small
+    configuration and a tiny CLIP tower stand in for the published sizes)."""
+    import yaml
+
+    from lic.training import CodecModule
+
+    config = yaml.safe_load((CONFIGS / "mlicpp_mlclipsim.yaml").read_text())["model"]
+    assert config["codec_args"] == {"N": 192, "M": 320, "slice_num": 10, "context_window": 5}
+    path = official_file(tmp_path / "official.pth.tar")
+    module = CodecModule(
+        codec=config["codec"],
+        codec_args=SMALL,
+        lmbda=config["lmbda"],
+        distortion=config["distortion"],
+        metric_args={"mlclipsim": {"model": tiny_clip, "pretrained": None}},
+        init=str(path),
+        val_metrics=[],
+    )
+    official_weight = hashed().g_a.analysis_transform[6].weight
+    assert torch.equal(module.codec.g_a.analysis_transform[6].weight, official_weight)
+    module.log = module.log_dict = lambda *a, **k: None  # no Trainer here
+    optimizer = module.configure_optimizers()
+    batch = {
+        "image": photo_like(128, 128, seed=1)[None],
+        "skipped": torch.zeros(1, dtype=torch.long),
+    }
+    loss = module.training_step(batch, 0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(module.codec.g_a.analysis_transform[6].weight, official_weight)
