@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         ImportError,
         LicError,
     ) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
         return 2 if isinstance(err, UsageError) else 1
     finally:
         if dist.is_initialized():

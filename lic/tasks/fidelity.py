@@ -9,7 +9,8 @@ compares it with the original:
 - `ms_ssim`: RGB MS-SSIM per image, averaged; `ms_ssim_db` is -10 log10(1 - mean MS-SSIM),
   the dB form CompressAI plots (derived from the mean, capped at 100 dB);
 - `lpips`: LPIPS-Alex (lower is better), averaged;
-- `mlclipsim`: ML-CLIPSim with its defaults (ViT-B-32, openai), averaged.
+- `mlclipsim`: ML-CLIPSim with its default layers, averaged; the task model is its open_clip
+  tower (default ViT-B-32) and the task weights its open_clip tag (default openai).
 
 The metrics are built when the task is created, so missing weights stop a run before any
 image is coded. `weights='none'` builds LPIPS and ML-CLIPSim with random weights (tests only).
@@ -39,11 +40,13 @@ def ms_ssim_db(score: float) -> float:
     return min(DB_CAP, -10.0 * math.log10(max(1.0 - score, 10 ** (-DB_CAP / 10))))
 
 
-def build_metrics(names: Sequence[str], pretrained: bool) -> nn.ModuleDict:
-    """The metric modules, pretrained (raising WeightsUnavailableError offline) or random."""
+def build_metrics(names: Sequence[str], tower: str, tag: str) -> nn.ModuleDict:
+    """The metric modules, pretrained (raising WeightsUnavailableError offline) or, for
+    tag 'none', random."""
+    pretrained = tag.lower() != "none"
     options = {
         "lpips": {"pretrained": pretrained},
-        "mlclipsim": {} if pretrained else {"pretrained": None},
+        "mlclipsim": {"model": tower, "pretrained": tag if pretrained else None},
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random networks (tests) are the same in every run
@@ -83,8 +86,8 @@ class FidelityTask(Task):
     """PSNR / MS-SSIM / LPIPS / ML-CLIPSim against bpp on any image folder (e.g. Kodak)."""
 
     name = "fidelity"
-    default_model = "full-reference metrics"
-    default_weights = "pretrained"
+    default_model = "ViT-B-32"  # ML-CLIPSim's tower
+    default_weights = "openai"
     metric_choices = METRICS
 
     def __init__(
@@ -95,18 +98,16 @@ class FidelityTask(Task):
         limit: int | None = None,
         metrics: Sequence[str] | None = None,
     ) -> None:
-        if model is not None:
-            raise UsageError("the fidelity task has no task model; choose metrics with --metrics")
         chosen = tuple(dict.fromkeys(metrics or METRICS))
         unknown = [m for m in chosen if m not in METRICS]
         if unknown:
             raise UsageError(f"unknown fidelity metric(s) {unknown}; choose from {METRICS}")
-        super().__init__(root, weights=weights, limit=limit)
+        super().__init__(root, model=model, weights=weights, limit=limit)
         self.chosen = chosen
         self.metrics = tuple(
             n for m in chosen for n in ((m, "ms_ssim_db") if m == "ms_ssim" else (m,))
         )
-        self._nets = build_metrics(chosen, pretrained=self.weights_name.lower() != "none")
+        self._nets = build_metrics(chosen, self.model_name, self.weights_name)
 
     def __getstate__(self) -> dict:
         """Loader workers only read images: they get the task without its networks."""

@@ -1,0 +1,288 @@
+"""The fidelity task against CompressAI's own way of measuring (per-image PSNR on 8-bit RGB,
+averaged; bpp from the file), anchors in bd.csv/summary.md, and CompressAI zoo coders (weights
+made here and put in the torch hub cache, since none can be downloaded)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import photo_like, save_rgb
+from PIL import Image
+from pytorch_msssim import ms_ssim
+
+from lic.errors import UsageError
+from lic.evaluation import run
+from lic.evaluation.coders import ZooCoder, parse_zoo_spec
+from lic.evaluation.report import bd_table, resolve_anchor
+from lic.tasks import create_task
+from lic.weights import WeightsUnavailableError
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [(176, 200), (192, 168), (170, 230)]  # odd sizes: no codec stride divides them
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fidelity_images")
+    for i, (h, w) in enumerate(SIZES):
+        save_rgb(root / f"img{i}.png", photo_like(h, w, seed=10 + i))
+    return root
+
+
+def compressai_way(folder: Path, quality: int) -> dict[str, float]:
+    """CompressAI's bench (compressai/utils/bench): Pillow JPEG of the RGB file, PSNR with
+    max 255 on float pixels per image, MS-SSIM with data_range 255, bpp from the bytes; all
+    averaged over images."""
+    psnr, msssim, bpp = [], [], []
+    for path in sorted(folder.glob("*.png")):
+        image = Image.open(path).convert("RGB")
+        buffer = io.BytesIO()
+        image.save(buffer, format="jpeg", quality=quality)
+        rec = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        a = torch.from_numpy(np.asarray(image).copy()).float().permute(2, 0, 1)[None]
+        b = torch.from_numpy(np.asarray(rec).copy()).float().permute(2, 0, 1)[None]
+        psnr.append(20 * math.log10(255) - 10 * math.log10(torch.mean((a - b) ** 2).item()))
+        msssim.append(ms_ssim(a, b, data_range=255).item())
+        bpp.append(8 * buffer.getbuffer().nbytes / (image.size[0] * image.size[1]))
+    return {"psnr": np.mean(psnr), "ms_ssim": np.mean(msssim), "bpp": np.mean(bpp)}
+
+
+def read_rows(out: Path) -> list[dict]:
+    with (out / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_jpeg_points_match_compressai_bench(folder, tmp_path):
+    rows = run(
+        [],
+        ["fidelity"],
+        {"fidelity": str(folder)},
+        tmp_path,
+        baselines=["jpeg"],
+        qualities={"jpeg": [10, 50, 90]},
+        workers=0,
+        progress=False,
+        metrics=["psnr", "ms_ssim"],
+    )
+    for quality in (10, 50, 90):
+        ours = {r["metric"]: r for r in rows if r["quality"] == quality}
+        theirs = compressai_way(folder, quality)
+        assert ours["psnr"]["bpp"] == pytest.approx(theirs["bpp"], rel=1e-12)
+        assert ours["psnr"]["value"] == pytest.approx(theirs["psnr"], abs=1e-4)
+        assert ours["ms_ssim"]["value"] == pytest.approx(theirs["ms_ssim"], abs=1e-5)
+        db = -10 * math.log10(1 - theirs["ms_ssim"])
+        assert ours["ms_ssim_db"]["value"] == pytest.approx(db, abs=1e-3)
+        assert ours["psnr"]["n_images"] == len(SIZES)
+    # the uncompressed reference is a perfect score, capped finite
+    plain = {r["metric"]: r["value"] for r in rows if r["codec"] == "uncompressed"}
+    assert plain == {"psnr": 100.0, "ms_ssim": 1.0, "ms_ssim_db": 100.0}
+
+
+def test_anchor_gives_bd_of_every_curve_against_it(folder, tmp_path):
+    rows = run(
+        [],
+        ["fidelity"],
+        {"fidelity": str(folder)},
+        tmp_path,
+        baselines=["jpeg", "webp"],
+        qualities={"jpeg": [20, 50, 80], "webp": [20, 50, 80]},
+        workers=0,
+        progress=False,
+        metrics=["psnr", "ms_ssim"],
+        anchor="jpeg",
+    )
+    with (tmp_path / "bd.csv").open() as f:
+        bd = list(csv.DictReader(f))
+    assert {(b["curve"], b["reference"]) for b in bd} == {("WebP", "JPEG")}
+    assert {b["metric"] for b in bd} == {"psnr", "ms_ssim", "ms_ssim_db"}
+    psnr = next(b for b in bd if b["metric"] == "psnr")
+    assert float(psnr["bd_rate_percent"]) == pytest.approx(
+        next(b for b in bd_table(rows, ("jpeg", "jpeg")) if b["metric"] == "psnr")[
+            "bd_rate_percent"
+        ]
+    )
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Bjontegaard deltas against JPEG" in summary
+    assert "| fidelity | psnr | WebP | JPEG |" in summary
+    assert (tmp_path / "rate_task_fidelity.png").stat().st_size > 0
+
+
+def test_bd_against_an_anchor_is_exact_on_known_curves():
+    """A curve needing half the rate of the anchor at every quality: BD-rate -50%."""
+    rows = []
+    for codec, scale in (("jpeg", 1.0), ("mlicpp", 0.5), ("compressai:mbt2018-mean", 0.8)):
+        objective = codec if codec == "jpeg" else "mse"
+        for bpp, value in ((0.25, 28.0), (0.5, 31.0), (1.0, 34.0), (2.0, 37.0)):
+            rows.append(
+                {
+                    "codec": codec,
+                    "objective": objective,
+                    "task": "fidelity",
+                    "metric": "psnr",
+                    "bpp": bpp * scale,
+                    "value": value,
+                }
+            )
+    table = {b["curve"]: b for b in bd_table(rows, ("jpeg", "jpeg"))}
+    assert table["mlicpp / mse"]["bd_rate_percent"] == pytest.approx(-50.0)
+    assert table["mbt2018-mean (zoo, mse)"]["bd_rate_percent"] == pytest.approx(-20.0)
+    assert table["mlicpp / mse"]["bd_metric"] > 0
+    assert {b["reference"] for b in table.values()} == {"JPEG"}
+    zoo = table["mbt2018-mean (zoo, mse)"]
+    against_zoo = bd_table(rows, ("compressai:mbt2018-mean", "mse"))
+    assert {b["curve"] for b in against_zoo} == {"JPEG", "mlicpp / mse"}
+    assert zoo["points"] == 4
+
+
+def test_anchor_names():
+    curves = [("uncompressed", "uncompressed"), ("jpeg", "jpeg"), ("mlicpp", "mse")]
+    curves += [("compressai:mbt2018-mean", "mse"), ("compressai:mbt2018-mean", "ms-ssim")]
+    assert resolve_anchor(None, curves) is None
+    assert resolve_anchor("jpeg", curves) == ("jpeg", "jpeg")
+    assert resolve_anchor("mlicpp/mse", curves) == ("mlicpp", "mse")
+    assert resolve_anchor("mlicpp", curves) == ("mlicpp", "mse")
+    assert resolve_anchor("compressai:mbt2018-mean", curves) == curves[3]
+    assert resolve_anchor("compressai:mbt2018-mean:1-8:ms-ssim", curves) == curves[4]
+    with pytest.raises(UsageError, match="--anchor 'avif' is none of the evaluated curves"):
+        resolve_anchor("avif", curves)
+
+
+def test_zoo_specs():
+    entry = parse_zoo_spec("compressai:mbt2018-mean:1-3,6")
+    assert (entry.name, entry.qualities, entry.metric) == ("mbt2018-mean", (1, 2, 3, 6), "mse")
+    entry = parse_zoo_spec("compressai:bmshj2018-hyperprior:3:ms-ssim")
+    assert (entry.qualities, entry.metric) == ((3,), "ms-ssim")
+    assert parse_zoo_spec("compressai:cheng2020-anchor").qualities == (1, 2, 3, 4, 5, 6)
+    for bad in ("compressai:nope", "compressai:mbt2018:9", "compressai:mbt2018:1:psnr"):
+        with pytest.raises(UsageError):
+            parse_zoo_spec(bad)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache, offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("LIC_OFFLINE", "1")
+    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    yield tmp_path / "torch" / "hub" / "checkpoints"
+    torch.hub.set_dir(os.path.join(os.environ.get("TORCH_HOME", ""), "hub"))
+
+
+def test_zoo_offline_names_the_file_and_the_cache(hub, tmp_path, folder):
+    with pytest.raises(WeightsUnavailableError) as err:
+        ZooCoder(parse_zoo_spec("compressai:bmshj2018-factorized:1"), 1)
+    assert "bmshj2018-factorized-prior-1-446d5c7f.pth.tar" in str(err.value)
+    assert str(hub) in str(err.value)
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LIC_OFFLINE": "1"}
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "eval_rate_task.py"), "--task", "fidelity"),
+            *("--data-root", str(folder), "--out", str(tmp_path / "out"), "--metrics", "psnr"),
+            *("--ckpt", "compressai:bmshj2018-factorized:1", "--workers", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(hub) in lines[0]
+
+
+def test_zoo_coder_loads_through_compressai_zoo(hub, folder, tmp_path):
+    """Weights put where the message says are loaded by CompressAI's zoo function."""
+    from compressai.zoo import bmshj2018_factorized
+    from compressai.zoo.image import model_urls
+
+    torch.manual_seed(0)
+    model = bmshj2018_factorized(quality=1).eval()
+    model.update(force=True)
+    hub.mkdir(parents=True)
+    url = model_urls["bmshj2018-factorized"]["mse"][1]
+    torch.save(model.state_dict(), hub / os.path.basename(url))
+    rows = run(
+        ["compressai:bmshj2018-factorized:1"],
+        ["fidelity"],
+        {"fidelity": str(folder)},
+        tmp_path / "out",
+        baselines=["jpeg"],
+        qualities={"jpeg": [10, 50]},
+        workers=0,
+        progress=False,
+        metrics=["psnr"],
+        anchor="jpeg",
+    )
+    zoo = next(r for r in rows if r["codec"] == "compressai:bmshj2018-factorized")
+    assert zoo["objective"] == "mse" and zoo["quality"] == 1 and zoo["bpp"] > 0
+    assert zoo["rate_source"] == "bitstream" and zoo["n_images"] == len(SIZES)
+    cell = json.loads(
+        (
+            tmp_path / "out" / "cells" / "fidelity__zoo-bmshj2018-factorized-mse-q1-bitstream.json"
+        ).read_text()
+    )
+    assert cell["n_failed"] == 0
+    assert "bmshj2018-factorized (zoo, mse)" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_missing_metric_weights_stop_the_task_at_creation(hub, folder):
+    with pytest.raises(WeightsUnavailableError, match="LPIPS"):
+        create_task("fidelity", str(folder), metrics=["psnr", "lpips"])
+
+
+def test_all_four_metrics_with_random_networks(folder, tiny_clip):
+    task = create_task("fidelity", str(folder), model=tiny_clip, weights="none")
+    assert task.metrics == ("psnr", "ms_ssim", "ms_ssim_db", "lpips", "mlclipsim")
+    nets = task.build_model(torch.device("cpu"))
+    images = [task.load(i)[0] for i in range(len(task))]
+    noisy = [(x + 0.05 * torch.randn_like(x)).clamp(0, 1) for x in images]
+    same, worse = task.predict(nets, images, images), task.predict(nets, noisy, images)
+    for a, b in zip(same, worse, strict=True):
+        assert a["lpips"] == pytest.approx(0.0, abs=1e-6) and b["lpips"] > 0
+        assert a["mlclipsim"] == pytest.approx(1.0, abs=1e-5) and b["mlclipsim"] < 1
+        assert a["psnr"] == 100.0 and 20 < b["psnr"] < 30
+    accumulator = task.new_accumulator()
+    accumulator.update(worse, images, ["a", "b", "c"])
+    means = accumulator.compute()
+    assert means["psnr"] == pytest.approx(np.mean([w["psnr"] for w in worse]))
+    assert means["ms_ssim_db"] == pytest.approx(-10 * math.log10(1 - means["ms_ssim"]))
+
+
+def test_small_images_fail_alone_and_metrics_need_the_fidelity_task(tmp_path, folder):
+    save_rgb(tmp_path / "tiny.png", photo_like(64, 64, seed=1))
+    save_rgb(tmp_path / "big.png", photo_like(200, 200, seed=2))
+    rows = run(
+        [],
+        ["fidelity"],
+        {"fidelity": str(tmp_path)},
+        tmp_path / "out",
+        baselines=["jpeg"],
+        qualities={"jpeg": [50]},
+        workers=0,
+        progress=False,
+        metrics=["psnr", "ms_ssim"],
+    )
+    jpeg = next(r for r in rows if r["codec"] == "jpeg")
+    assert (jpeg["n_images"], jpeg["n_failed"]) == (1, 1)
+    assert (
+        "tiny.png: MS-SSIM needs both sides >= 161 px"
+        in (tmp_path / "out" / "summary.md").read_text()
+    )
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "eval_rate_task.py"), "--task", "consistency"),
+            *("--data-root", str(folder), "--out", str(tmp_path / "o2"), "--metrics", "psnr"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "add --task fidelity" in done.stderr
