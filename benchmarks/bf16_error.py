@@ -1,6 +1,6 @@
 """What a bf16 CLIP tower costs ML-CLIPSim in exactness: scores and gradients against fp32.
 
-    python benchmarks/bf16_error.py --images ../shared/data/kodak [--pretrained openai]
+    python benchmarks/bf16_error.py --images data/demo/val [--pretrained openai]
         [--qualities 5 10 20 40 80] [--device cuda]
 
 Pairs: each image (bicubic to 256x256) against its JPEG at each quality. Reported: the

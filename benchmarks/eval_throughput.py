@@ -1,6 +1,6 @@
 """Images/s of rate-task evaluation: the harness against a plain serial loop, same run.
 
-    python benchmarks/eval_throughput.py --images ../shared/data/kodak [--device cuda]
+    python benchmarks/eval_throughput.py --images data/demo/val [--device cuda]
         [--ckpt runs/demo/checkpoints/last.ckpt] [--workers 15] [--repeats 3]
 
 Both paths take Kodak images through the consistency task at 224x224 (resize + centre crop),
@@ -69,7 +69,7 @@ def harness(task, ckpt: Path, model, device, workers: int, batch_size: int, codi
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", default="../shared/data/kodak")
+    p.add_argument("--images", default=str(Path(__file__).resolve().parents[1] / "data/demo/val"))
     p.add_argument("--ckpt", type=Path)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=max(1, (torch.get_num_threads() or 2) - 1))

@@ -1,6 +1,6 @@
 """Time ML-CLIPSim on one 768x512 Kodak pair (reference vs. a JPEG of it), CPU or GPU.
 
-    python benchmarks/score_pair.py --image ../shared/data/kodak/kodim01.png [--device cuda]
+    python benchmarks/score_pair.py --image data/demo/val/kodim23.png [--device cuda]
 
 Without the real weights (offline), `--pretrained none` times the same architecture with
 random weights: the arithmetic, and so the time, is identical.
@@ -13,6 +13,7 @@ import resource
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -22,7 +23,9 @@ from lic.metrics import MLCLIPSim
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default="../shared/data/kodak/kodim01.png")
+    parser.add_argument(
+        "--image", default=str(Path(__file__).resolve().parents[1] / "data/demo/val/kodim23.png")
+    )
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--pretrained", default="openai", help="tag, file, or 'none'")
     parser.add_argument("--device", default="cpu")

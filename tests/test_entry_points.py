@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from lic.cli import build_parser, main
 from lic.errors import InputError, UsageError, run_entry_point
 from lic.weights import WeightsUnavailableError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_building_every_parser_imports_no_torch():
@@ -62,3 +65,22 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys):
     assert main(["no-such-command"]) == 2
     assert main(["compress", "--ckpt"]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--data.train_dir", "/nonexistent/photos"], "Directory does not exist"),
+        (["--data.train_dir", "EMPTY"], "no images found"),
+        (["--model.no_such_key", "3"], "unrecognized arguments"),
+        (["--trainer.accelerator", "gpu"], "--trainer.accelerator cpu"),
+    ],
+)
+def test_train_py_usage_errors_are_one_line_exit_2(extra, expected, tmp_path):
+    extra = [str(tmp_path) if arg == "EMPTY" else arg for arg in extra]
+    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config"]
+    cmd += [str(ROOT / "configs" / "demo.yaml"), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(errors) == 1 and expected in errors[0] and "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""ML-CLIPSim pinned against DESIGN.md's definition, computed independently in float64."""
+"""ML-CLIPSim pinned against docs/design.md's definition, computed independently in float64."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from lic.weights import WeightsUnavailableError
 def reference_score(
     metric: MLCLIPSim, x: torch.Tensor, y: torch.Tensor, layers, weights, alpha: float
 ) -> torch.Tensor:
-    """DESIGN.md steps 1-5 by hand: squash resize, normalise, float64 tower, block outputs
+    """docs/design.md steps 1-5 by hand: squash resize, normalise, float64 tower, block outputs
     taken by forward hooks (class token dropped here), explicit loops over tokens."""
     net = copy.deepcopy(metric.net).double()
     mean = torch.tensor(net.preprocess_cfg["mean"], dtype=torch.float64).view(1, 3, 1, 1)

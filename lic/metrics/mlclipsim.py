@@ -1,6 +1,6 @@
 """ML-CLIPSim: multi-layer CLIP similarity, a differentiable full-reference quality metric.
 
-Definition (../shared/DESIGN.md, pinned by tests/test_mlclipsim.py):
+Definition (docs/design.md, pinned by tests/test_mlclipsim.py):
     s_l = mean_i cos(t_x[l, i], t_y[l, i])   patch tokens of block l, class token excluded
     s_g = cos(e_x, e_y)                       final projected image embeddings
     ML-CLIPSim = (1 - alpha) * sum_l w_l s_l + alpha * s_g

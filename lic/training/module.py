@@ -42,7 +42,7 @@ class CodecModule(L.LightningModule):
     Args:
         codec: registry name (`lic.codecs.list_codecs()`).
         codec_args: constructor arguments, e.g. `{N: 128, M: 192}`, or `{quality: 3}`.
-        lmbda: rate-distortion trade-off (DESIGN.md grid for 255^2-scaled MSE).
+        lmbda: rate-distortion trade-off (docs/design.md grid for 255^2-scaled MSE).
         distortion: metric name or `{name: weight}` mix, e.g. `{mse: 1.0, mlclipsim: 0.5}`.
         metric_args: per-metric arguments, e.g. `{mlclipsim: {pretrained: /path/clip.bin}}`.
         lr, aux_lr: Adam learning rates of the codec and of the entropy-bottleneck quantiles.
