@@ -28,3 +28,20 @@ def resolve_device(name: str | torch.device) -> torch.device:
         if device.index is not None and device.index >= count:
             raise UsageError(f"--device {name}: {count} CUDA GPU(s) visible (cuda:0..{count - 1})")
     return device
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation on `device` can have now (Linux MemAvailable for the CPU, the
+    driver's free memory for a GPU); None where that cannot be told."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None

@@ -53,7 +53,7 @@ def limit():
 
 def test_layout_is_measured_from_the_codec(codec, real):
     # N=16 hyperprior: z is 16 x 1 x 1 and y 24 x 4 x 4 per 64 x 64 block
-    assert codec.layout == StreamLayout(2, 16 + 24 * 16, [("h", 1), ("w", 1)])
+    assert codec.layout == StreamLayout(2, 16 + 24 * 16, [("h", 1), ("w", 1)], 4.0)
     assert real.shape == codec.layout.shape(96, 128, 64) == [2, 2]
     assert [len(s) for s in real.streams] == [8, 48]  # golden: seed 0, photo_like(96, 128)
 
@@ -320,3 +320,12 @@ def test_truncated_cell_is_named_and_recomputed(tmp_path, caplog):
     assert str(path) in caplog.text and "recomputing" in caplog.text
     path.write_text(json.dumps({"format": 1, "meta": {"a": 1}}))
     assert read_cell(path) == {"format": 1, "meta": {"a": 1}}
+
+
+def test_a_size_the_device_cannot_decode_is_refused(codec, real, monkeypatch):
+    assert codec.layout.floats_per_pixel == 4.0  # g_s's N=16 channels at half resolution
+    monkeypatch.setattr("lic.codecs.io.free_memory", lambda device: 128 * 128 * 64 - 1)
+    with pytest.raises(BitstreamError, match=r"needs about 0\.0 GiB; 0\.0 GiB are free"):
+        codec.decode(real.to_bytes())  # 128 x 128 padded, 4 floats x 4 bytes x 4 per pixel
+    monkeypatch.setattr("lic.codecs.io.free_memory", lambda device: 128 * 128 * 64)
+    assert codec.decode(real.to_bytes()).shape == (1, 3, 96, 128)

@@ -20,7 +20,9 @@ one derived from height, width and the codec's stride; the stream count must be 
 every stream must be a whole number of 32-bit rANS words, at least the 8 bytes every encoder
 flush writes, and no longer than the symbols it codes could need. Streams are then padded
 with zeros, so that even a forged stream of that length cannot make the decoder read past
-its buffer. The shape JSON is at most 1 KB.
+its buffer. A size the device has no memory left to decode (estimated from the largest
+tensor of a probe decode) is refused too, instead of ending in the OOM killer. The shape
+JSON is at most 1 KB.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from torch import Tensor
 
 from lic.codecs.registry import codec_stride
 from lic.data.images import pixel_limit
+from lic.devices import free_memory
 from lic.errors import InputError
 
 MAGIC = b"LICB"
@@ -54,6 +57,9 @@ RANS_WORD, RANS_FLUSH = 4, 8  # rANS streams are 32-bit words; every flush write
 # of real data (16 bytes of padding per stream byte).
 MAX_STREAM_BYTES_PER_SYMBOL = 40
 PAD_BYTES_PER_STREAM_BYTE, PAD_BYTES_PER_SYMBOL, PAD_SLACK = 16, 8, 4096
+# Peak decode memory over the largest activation (float32): GDN and friends keep a few
+# temporaries of that size (measured: 3.5x for bmshj2018-hyperprior N=128, M=192).
+DECODE_MEMORY_FACTOR = 4
 
 
 class BitstreamError(InputError):
@@ -171,6 +177,7 @@ class StreamLayout:
     streams: int
     symbols_per_block: int
     shape_rule: object
+    floats_per_pixel: float = 0.0  # the largest tensor of a decode, per padded pixel
 
     def symbols(self, height: int, width: int, stride: int) -> int:
         rows, cols = blocks(height, width, stride)
@@ -233,10 +240,12 @@ class BitstreamCodec:
                 probes[rows, cols] = self.model.compress(x)
         with torch.autocast(self.device.type, enabled=False):
             likelihoods = self.model(x[..., : self.stride, : self.stride])["likelihoods"]
+            largest = _largest_tensor(self.model, probes[2, 3]["strings"], probes[2, 3]["shape"])
         return StreamLayout(
             len(probes[1, 1]["strings"]),
             sum(t.numel() for t in likelihoods.values()),
             _shape_rule(_plain(probes[1, 1]["shape"]), _plain(probes[2, 3]["shape"])),
+            largest / x.shape[-2:].numel(),
         )
 
     @property
@@ -303,6 +312,16 @@ class BitstreamCodec:
         if h < 1 or w < 1 or h * w > limit:
             raise BitstreamError(
                 f"image size {w}x{h} is outside 1..{limit} pixels (a larger limit: --max-pixels)"
+            )
+        rows, cols = blocks(h, w, self.stride)
+        need = (
+            DECODE_MEMORY_FACTOR * 4 * self.layout.floats_per_pixel * rows * cols * self.stride**2
+        )
+        free = free_memory(self.device)
+        if free is not None and need > free:
+            raise BitstreamError(
+                f"decoding a {w}x{h} image with '{self.name}' needs about {need / 2**30:.1f} GiB; "
+                f"{free / 2**30:.1f} GiB are free"
             )
         expected = self.layout.shape(h, w, self.stride)
         if stream.shape != expected:
@@ -373,6 +392,24 @@ class BitstreamCodec:
         with torch.autocast(self.device.type, enabled=False):
             x_hat = self.model.decompress(strings, first.shape)["x_hat"]
         return x_hat[..., : first.height, : first.width].clamp(0, 1)
+
+
+def _largest_tensor(model: CompressionModel, strings: list, shape: object) -> int:
+    """Elements of the largest tensor any module outputs while decompress() decodes."""
+    largest = 0
+
+    def record(_module, _inputs, output) -> None:
+        nonlocal largest
+        if isinstance(output, Tensor):
+            largest = max(largest, output.numel())
+
+    handles = [m.register_forward_hook(record) for m in model.modules()]
+    try:
+        model.decompress(strings, shape)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return largest
 
 
 def _plain(shape: object) -> object:
