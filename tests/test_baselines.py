@@ -3,6 +3,7 @@ implementation shared with PCMP), the --baselines syntax and a missing plugin's 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 from pathlib import Path
@@ -43,6 +44,7 @@ def psnr_8bit(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("name", list(CLASSICAL_CODECS))
 def test_every_codec_writes_its_format_and_rate_is_the_file_size(name, image):
     codec = classical_codec(name)
+    settings = copy.deepcopy(codec.settings)
     low, high = codec.qualities[0], codec.qualities[-1]
     data = codec.encode(image, low)
     assert MAGIC[name](data), data[:16]
@@ -56,7 +58,8 @@ def test_every_codec_writes_its_format_and_rate_is_the_file_size(name, image):
     richer = codec.encode(image, high)
     assert len(richer) > len(data)
     assert psnr_8bit(codec.decode(richer), image) > psnr_8bit(decoded, image)
-    assert coder.meta()["settings"] == codec.options(low)
+    assert coder.meta()["settings"] == codec.options(low) == {**settings, **codec.options(low)}
+    assert codec.settings == settings  # encoders that write into their options do not drift
 
 
 def test_jpeg_is_plain_pillow_and_jpeg2000_is_rate_controlled(image):

@@ -10,17 +10,19 @@ on Kodak. Images are coded as 8-bit RGB; the rate is the size of the encoded fil
 | jpeg     | Pillow (libjpeg-turbo)        | Pillow defaults: 4:2:0, baseline, standard tables |
 | webp     | Pillow (libwebp)              | lossy, method 4 (Pillow's default), 4:2:0         |
 | jpeg2000 | Pillow (OpenJPEG)             | 9/7 wavelet, ICT, 6 levels, 1 layer; Q = ratio    |
-| avif     | Pillow>=11.3 (libavif, aom)   | speed 6, 4:4:4, 8 bit                             |
-| heic     | pillow-heif (libheif, x265)   | HEVC intra, preset medium, 4:4:4, 8 bit          |
-| jxl      | pillow-jxl-plugin (libjxl)    | VarDCT, effort 7, XYB, 8 bit                      |
+| avif     | Pillow>=11.3 (libavif, libaom) | speed 6, tune psnr, 4:4:4, 8 bit                 |
+| heic     | pillow-heif (libheif, x265)   | HEVC intra, preset slower, tune psnr, 4:4:4, 8 bit |
+| jxl      | pillow-jxl-plugin (libjxl)    | VarDCT, effort 7, XYB (libjxl's default), 8 bit   |
 
 JPEG and WebP keep Pillow's defaults, as CompressAI's published Kodak curves do; for
-jpeg2000 the quality Q is OpenJPEG's compression ratio (rate = 24 / Q bpp), so the rate is
-controlled directly.
+jpeg2000 the quality Q is OpenJPEG's compression ratio (rate = 24 / Q bpp, the JP2 container
+included), so the rate is controlled directly. AVIF and HEIC are tuned for PSNR (the
+strongest anchor on the PSNR axis; BPG is x265 at 4:4:4 too); JPEG XL has no PSNR tuning.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 from collections.abc import Callable
@@ -102,8 +104,9 @@ class ClassicalCodec:
         return int(quality)
 
     def options(self, quality: int) -> dict:
-        """Every save() option of one grid point: the fixed settings and the quality."""
-        return {**self.settings, **self.quality_options(self.check_quality(quality))}
+        """Every save() option of one grid point: the fixed settings and the quality (a deep
+        copy: pillow-heif writes into the dicts it is given)."""
+        return copy.deepcopy(self.settings) | self.quality_options(self.check_quality(quality))
 
     def encode(self, image: Tensor, quality: int) -> bytes:
         """(3, H, W) in [0, 1] -> the codec's file, as 8-bit RGB."""
@@ -153,7 +156,7 @@ CLASSICAL_CODECS: dict[str, ClassicalCodec] = {
             "AVIF",
             (10, 20, 30, 40, 50, 60, 70, 80),
             (0, 100),
-            {"speed": 6, "subsampling": "4:4:4", "codec": "aom"},
+            {"speed": 6, "subsampling": "4:4:4", "codec": "aom", "advanced": {"tune": "psnr"}},
             providers=(_pillow_feature("avif"), _import("pillow_avif")),
             package="Pillow>=11.3 with libavif (or pillow-avif-plugin)",
         ),
@@ -164,7 +167,7 @@ CLASSICAL_CODECS: dict[str, ClassicalCodec] = {
             "HEIF",
             (5, 10, 15, 20, 30, 40, 50, 55),
             (0, 100),
-            {"chroma": 444, "enc_params": {"preset": "medium"}},
+            {"chroma": 444, "enc_params": {"preset": "slower", "tune": "psnr"}},
             providers=(_import("pillow_heif", "register_heif_opener"),),
             package="pillow-heif",
         ),
@@ -173,7 +176,7 @@ CLASSICAL_CODECS: dict[str, ClassicalCodec] = {
             "JPEG XL",
             ".jxl",
             "JXL",
-            (5, 10, 20, 30, 50, 70, 80, 90),
+            (1, 5, 10, 20, 30, 50, 70, 80, 90),
             (0, 100),
             {"effort": 7, "decoding_speed": 0},
             providers=(_import("pillow_jxl"),),
