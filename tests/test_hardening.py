@@ -329,3 +329,12 @@ def test_a_size_the_device_cannot_decode_is_refused(codec, real, monkeypatch):
         codec.decode(real.to_bytes())  # 128 x 128 padded, 4 floats x 4 bytes x 4 per pixel
     monkeypatch.setattr("lic.codecs.io.free_memory", lambda device: 128 * 128 * 64)
     assert codec.decode(real.to_bytes()).shape == (1, 3, 96, 128)
+
+
+def test_failed_images_counts_each_cell_once():
+    from lic.evaluation.rate_task import failed_images
+
+    cell = {"codec": "c", "objective": "mse", "lambda": 0.01, "quality": None, "task": "t"}
+    rows = [cell | {"metric": m, "n_failed": 2} for m in ("top1", "top5")]
+    rows.append(cell | {"codec": "jpeg", "quality": 10, "metric": "top1", "n_failed": 0})
+    assert failed_images(rows) == 2 and failed_images(rows[2:]) == 0
