@@ -23,7 +23,7 @@ class LicError(Exception):
     exit_code = RUNTIME_EXIT
 
 
-class UsageError(LicError):
+class UsageError(LicError, ValueError):
     """The command line or a configuration asks for something impossible (exit 2)."""
 
     exit_code = USAGE_EXIT

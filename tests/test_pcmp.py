@@ -233,3 +233,12 @@ def test_cli_builds_then_iqa_scores_the_pairs(refs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "2afc" in printed and "psnr" in printed
     assert (tmp_path / "iqa.csv").is_file()
+
+
+def test_build_and_merge_on_missing_folders_fail_without_creating_anything(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["pcmp", "build", "--refs", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert main(["pcmp", "merge", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "not a directory" in err[0] and "nothing to merge" in err[1]
+    assert not out.exists()

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lic.data.images import ImageReadError, list_images, load_image, save_image
+from lic.errors import InputError, UsageError
 from lic.pcmp.defaults import DEFAULT_FAMILIES, DEFAULT_TARGETS, DEFAULT_VOTERS
 from lic.pcmp.distortions import FAMILIES, Family, codec_family, image_seed
 from lic.pcmp.distortions import match_psnr as match_family
@@ -113,17 +114,19 @@ def build(
 ) -> dict:
     """Process this shard's references not yet done; merge when there is one shard."""
     refs, out = Path(refs), Path(out)
-    (out / "refs").mkdir(parents=True, exist_ok=True)
     unknown = [f for f in families if f not in FAMILIES and f != "codec"]
     if unknown:
-        raise ValueError(f"unknown families {unknown}; known: {[*FAMILIES, 'codec']}")
+        raise UsageError(f"unknown families {unknown}; known: {[*FAMILIES, 'codec']}")
+    paths = list_images(refs)[:limit]  # a missing folder fails here, before any output
+    if not paths:
+        raise InputError(f"{refs}: no reference images (suffixes .png .jpg .webp ...)")
+    (out / "refs").mkdir(parents=True, exist_ok=True)
     chosen = [FAMILIES[f] for f in families if f != "codec"]
     if "codec" in families:
         if not codec_checkpoints:
-            raise ValueError("the 'codec' family needs codec checkpoints (--codec-ckpt)")
+            raise UsageError("the 'codec' family needs codec checkpoints (--codec-ckpt)")
         chosen.append(codec_family(codec_checkpoints))
     index, count = shard
-    paths = list_images(refs)[:limit]
     mine = paths[index::count]
     panel = VoterPanel(voters, voter_weights, device)
     done = failed = 0
@@ -156,7 +159,10 @@ def build(
 def merge(out: str | Path) -> dict:
     """pairs.csv and stats.json from every reference's record, in sorted order."""
     out = Path(out)
-    records = [json.loads(p.read_text()) for p in sorted((out / "refs").glob("*.json"))]
+    files = sorted((out / "refs").glob("*.json"))
+    if not files:
+        raise InputError(f"{out}: nothing to merge (no refs/*.json: run `lic pcmp build` first)")
+    records = [json.loads(p.read_text()) for p in files]
     pairs = [row for r in records for row in r["pairs"]]
     skipped = Counter(s["family"] for r in records for s in r["skipped"])
     stats = {
