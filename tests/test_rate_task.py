@@ -173,6 +173,27 @@ def test_every_task_runs_end_to_end(task, datasets, checkpoints, tmp_path):
         assert (tmp_path / name).is_file(), name
 
 
+def test_any_baseline_and_anchor_for_a_machine_task(datasets, checkpoints, tmp_path):
+    """A VOC mIoU curve of AVIF against JPEG is as easy as a PSNR curve."""
+    run_tasks(
+        ["voc"],
+        datasets,
+        checkpoints[:2],
+        tmp_path,
+        baselines=["jpeg", "avif"],
+        qualities={"jpeg": [20, 60], "avif": [20, 60]},
+        anchor="jpeg",
+    )
+    with (tmp_path / "bd.csv").open() as f:
+        bd = list(csv.DictReader(f))
+    assert {(b["curve"], b["reference"]) for b in bd} == {
+        ("AVIF", "JPEG"),
+        ("bmshj2018-hyperprior / mse", "JPEG"),
+    }
+    assert {b["metric"] for b in bd} == {"miou", "pixel_acc"}
+    assert "against JPEG" in (tmp_path / "summary.md").read_text()
+
+
 def test_consistency_of_the_uncompressed_image_is_perfect(datasets, checkpoints, tmp_path):
     rows = run_tasks(["consistency"], datasets, [], tmp_path)
     values = {r["metric"]: r["value"] for r in rows}
