@@ -57,7 +57,9 @@ class VoterPanel:
         self.models, self.inputs = {}, {}
         for name in self.names:
             member = weights_member(name, weights)
-            self.models[name] = build_model(name, member, weights, self.device, "the voter")
+            self.models[name] = build_model(
+                name, member, weights, self.device, "the voter", "--voter-weights none"
+            )
             self.inputs[name] = ClassifierInput(reference_transform(name, member))
 
     @torch.inference_mode()

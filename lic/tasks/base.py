@@ -23,10 +23,17 @@ __all__ = ["Accumulator", "DatasetLayoutError", "Task", "build_model"]
 
 
 def build_model(
-    name: str, weights, weights_name: str, device: torch.device, who: str, **random_kwargs
+    name: str,
+    weights,
+    weights_name: str,
+    device: torch.device,
+    who: str,
+    random_flag: str = "--task-weights none",
+    **random_kwargs,
 ) -> nn.Module:
     """An eval-mode torchvision model (weights enum member or None: random, seeded so every
-    run builds the same one) or `timm:NAME` (pretrained unless weights_name is 'none')."""
+    run builds the same one) or `timm:NAME` (pretrained unless weights_name is 'none').
+    `random_flag` is the option that asks for random weights, named when weights are missing."""
     if name.startswith("timm:"):
         import timm
 
@@ -36,7 +43,12 @@ def build_model(
     import torchvision.models as tvm
 
     if weights is not None:
-        require_hub_file(weights.url, f"{who} {name}")
+        require_hub_file(
+            weights.url,
+            f"{who} {name}",
+            f"; or pass {random_flag} to check the pipeline with random weights "
+            "(its numbers then mean nothing)",
+        )
         return tvm.get_model(name, weights=weights).eval().to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
