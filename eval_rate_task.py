@@ -59,6 +59,23 @@ def parse_baselines(entries: list[str]) -> tuple[list[str], dict[str, list[int]]
     return names, qualities
 
 
+def parse_ckpt_meta(entries: list[str]) -> dict[str, tuple[str, float | None]]:
+    """`PATH=OBJECTIVE[:LAMBDA]` entries -> {path: (objective, lambda)}."""
+    meta = {}
+    for entry in entries:
+        path, sep, label = entry.partition("=")
+        objective, _, lmbda = label.partition(":")
+        try:
+            if not sep or not path or not objective:
+                raise ValueError
+            meta[path] = (objective, float(lmbda) if lmbda else None)
+        except ValueError:
+            raise UsageError(
+                f"--ckpt-meta {entry}: expected PATH=OBJECTIVE[:LAMBDA], e.g. a.pth.tar=mse:0.0067"
+            ) from None
+    return meta
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -74,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="glob of checkpoints, e.g. 'runs/*/checkpoints/last.ckpt'",
+    )
+    p.add_argument(
+        "--ckpt-meta",
+        nargs="*",
+        default=[],
+        metavar="PATH=OBJECTIVE[:LAMBDA]",
+        help="objective and lambda of a --ckpt file that does not record them (an official "
+        "MLIC++ .pth.tar), e.g. mlicpp_q3.pth.tar=mse:0.0067; without it the file name labels it",
     )
     p.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS))
     p.add_argument("--data-root", nargs="+", required=True, metavar="[TASK=]DIR")
@@ -135,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics and "fidelity" not in args.task:
             raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
         baselines, qualities = parse_baselines(args.baselines)
+        ckpt_meta = parse_ckpt_meta(args.ckpt_meta)
         for spec in (c for c in checkpoints if c.startswith("compressai:")):
             parse_zoo_spec(spec)
     except UsageError as err:
@@ -163,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             coding=args.coding,
             metrics=args.metrics,
             anchor=args.anchor,
+            ckpt_meta=ckpt_meta,
         )
     except (
         DatasetLayoutError,

@@ -306,3 +306,18 @@ def test_fine_tunes_an_official_checkpoint_with_ml_clipsim(tmp_path, tiny_clip):
     optimizer.step()
     assert torch.isfinite(loss)
     assert not torch.equal(module.codec.g_a.analysis_transform[6].weight, official_weight)
+
+
+def test_evaluation_labels_an_official_checkpoint(tmp_path):
+    from lic.evaluation.coders import build_coders
+
+    path = official_file(tmp_path / "mlicpp_q3.pth.tar")
+    unlabelled, labelled = (
+        build_coders([path], ckpt_meta=meta)[1] for meta in (None, {str(path): ("mse", 0.0067)})
+    )
+    assert (unlabelled.codec, unlabelled.objective, unlabelled.lmbda) == (
+        "mlicpp",
+        "mlicpp_q3.pth.tar",
+        None,
+    )
+    assert (labelled.objective, labelled.lmbda, labelled.distortion) == ("mse", 0.0067, "mse")

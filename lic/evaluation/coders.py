@@ -141,15 +141,23 @@ class LearnedCoder(Coder):
 
 
 class CheckpointCoder(LearnedCoder):
-    """A lic checkpoint."""
+    """A lic checkpoint, or a file without lic metadata (an official MLIC++ `.pth.tar`):
+    then `meta` = (objective, lambda) labels it, else its file name stands for the objective."""
 
     def __init__(
-        self, path: str | Path, estimate_rate: bool = False, device: str | torch.device = "cpu"
+        self,
+        path: str | Path,
+        estimate_rate: bool = False,
+        device: str | torch.device = "cpu",
+        meta: tuple[str, float | None] | None = None,
     ) -> None:
         self.path = Path(path)
-        model, info = load_checkpoint(self.path, map_location=device)
+        objective, lmbda = meta or (None, None)
+        model, info = load_checkpoint(self.path, device, lmbda=lmbda, distortion=objective)
         super().__init__(model, estimate_rate)
-        self.codec, self.objective = info.codec, objective_label(info.distortion)
+        label = info.hparams.get("label", self.path.name)
+        self.codec = info.codec
+        self.objective = label if info.distortion is None else objective_label(info.distortion)
         self.lmbda, self.distortion = info.lmbda, info.distortion
         stat = os.stat(self.path)
         identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -242,16 +250,20 @@ def build_coders(
     qualities: dict[str, Sequence[int]] | None = None,
     estimate_rate: bool = False,
     device: str | torch.device = "cpu",
+    ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
 ) -> list[Coder]:
     """The uncompressed reference, every checkpoint or zoo entry (`compressai:...`) and every
-    grid point of each classical baseline (its default grid unless `qualities` names one)."""
+    grid point of each classical baseline (its default grid unless `qualities` names one).
+    `ckpt_meta`: (objective, lambda) of checkpoint paths that do not record them."""
+    ckpt_meta = ckpt_meta or {}
     coders: list[Coder] = [Uncompressed()]
     for ckpt in checkpoints:
         if str(ckpt).startswith(ZOO_PREFIX):
             entry = parse_zoo_spec(str(ckpt))
             coders += [ZooCoder(entry, q, estimate_rate, device) for q in entry.qualities]
         else:
-            coders.append(CheckpointCoder(ckpt, estimate_rate=estimate_rate, device=device))
+            meta = ckpt_meta.get(str(ckpt))
+            coders.append(CheckpointCoder(ckpt, estimate_rate, device, meta))
     qualities = qualities or {}
     for name in baselines:
         grid = qualities.get(name) or classical_codec(name).qualities

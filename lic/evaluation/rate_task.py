@@ -278,11 +278,13 @@ def run(
     coding: str = "workers",
     metrics: Sequence[str] | None = None,
     anchor: str | None = None,
+    ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
 ) -> list[dict]:
     """Evaluate every (coder, task) cell not yet in `out`, then write the reports.
     `coding`: see `evaluate_cell`; with `workers=0` images are coded on `device` anyway.
     `metrics`: the fidelity task's metrics; `anchor`: the curve BD numbers refer to
-    (`report.resolve_anchor`; default each codec's mse curve)."""
+    (`report.resolve_anchor`; default each codec's mse curve); `ckpt_meta`: (objective,
+    lambda) of checkpoints without lic metadata (official MLIC++ files), by path."""
     from lic.evaluation.report import resolve_anchor, write_reports
 
     out = Path(out)
@@ -294,7 +296,7 @@ def run(
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
     device = resolve_device(device)
     codec_device = device if workers == 0 or coding == "device" else "cpu"
-    coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device)
+    coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device, ckpt_meta)
     anchor_curve = resolve_anchor(anchor, [(c.codec, c.objective) for c in coders])
     rank, _ = _distributed()
     cells = []
