@@ -167,6 +167,16 @@ def test_training_forward_matches_the_official_one():
     assert model.g_a.analysis_transform[0].conv1.weight.grad.abs().sum() > 0
 
 
+def test_batched_forward_equals_one_image_at_a_time():
+    model = hashed()
+    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        batched = model(x)
+        single = model(x[1:])
+    torch.testing.assert_close(batched["x_hat"][1:], single["x_hat"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(batched["likelihoods"]["y"][1:], single["likelihoods"]["y"])
+
+
 def test_checkerboard_squeeze_round_trips_and_masks_windows():
     anchor = anchor_mask(4, 6, torch.device("cpu"))
     assert int(anchor.sum()) == 12 and not anchor[0, 0, 0, 0] and anchor[0, 0, 0, 1]
