@@ -136,7 +136,21 @@ def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
                     "reference_points": len(ref_rate),
                 }
             )
+            table[-1]["note"] = bd_note(table[-1])
     return table
+
+
+def bd_note(row: dict) -> str:
+    """Why a BD value is missing, in words a user can act on ('' when both are numbers)."""
+    if not (math.isnan(row["bd_rate_percent"]) or math.isnan(row["bd_metric"])):
+        return ""
+    for key, who in (("points", "this curve"), ("reference_points", "the reference")):
+        if row[key] < 2:
+            return (
+                f"{who} has {row[key]} point(s); BD needs 2 or more (evaluate several "
+                "checkpoints/lambdas or qualities)"
+            )
+    return "the two curves do not overlap in rate or in quality"
 
 
 def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]:
@@ -210,12 +224,12 @@ def markdown(
     lines += ["", f"## Bjontegaard deltas against {against}", ""]
     if bd:
         lines += [
-            "| task | metric | curve | reference | BD-rate (%) | BD-metric |",
-            "|---|---|---|---|---|---|",
+            "| task | metric | curve | reference | BD-rate (%) | BD-metric | note |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {b['task']} | {b['metric']} | {b['curve']} | {b['reference']} |"
-            f" {_fmt(b['bd_rate_percent'])} | {_fmt(b['bd_metric'])} |"
+            f" {_fmt(b['bd_rate_percent'])} | {_fmt(b['bd_metric'])} | {b['note']} |"
             for b in bd
         ]
     else:
@@ -258,6 +272,7 @@ def write_reports(
                 "bd_metric",
                 "points",
                 "reference_points",
+                "note",
             ],
         )
         writer.writeheader()
