@@ -338,3 +338,15 @@ def test_failed_images_counts_each_cell_once():
     rows = [cell | {"metric": m, "n_failed": 2} for m in ("top1", "top5")]
     rows.append(cell | {"codec": "jpeg", "quality": 10, "metric": "top1", "n_failed": 0})
     assert failed_images(rows) == 2 and failed_images(rows[2:]) == 0
+
+
+def test_segmentation_mask_bomb_is_an_image_error(tmp_path, limit):
+    from lic.data.images import open_image
+
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((40, 50), dtype=np.uint8), mode="L").save(mask)
+    limit(40 * 50 - 1)
+    with pytest.raises(ImageReadError, match=r"mask\.png: 50x40 = 2000 pixels"):
+        open_image(mask)
+    with pytest.raises(ImageReadError, match="bomb"):
+        open_image(_png_header_only(tmp_path / "b.png", 30000, 30000, 8))

@@ -73,6 +73,24 @@ def _open_pillow(source: str | Path | io.BytesIO) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = saved
 
 
+def open_image(source: str | Path | io.BytesIO, name: str | Path | None = None) -> Image.Image:
+    """Image.open whose size is checked against `pixel_limit()` before any pixel is decoded
+    (ImageReadError naming `name`, default `source`, otherwise), for every Pillow read."""
+    name = source if name is None else name
+    try:
+        image = _open_pillow(source)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(
+            name, f"exceeds the limit of {pixel_limit()} pixels (decompression bomb?): {err}"
+        ) from None
+    try:
+        _check_pixels(name, *image.size)
+    except ImageReadError:
+        image.close()
+        raise
+    return image
+
+
 def _is_16bit_png(data: bytes) -> bool:
     # IHDR is the first chunk: width, height at bytes 16-23, bit depth at byte 24.
     return len(data) > 24 and data[:8] == _PNG_SIGNATURE and data[24] == 16
@@ -132,8 +150,7 @@ def load_image(path: str | Path) -> torch.Tensor:
     if not data:
         raise ImageReadError(path, "empty file")
     try:
-        with _open_pillow(io.BytesIO(data)) as image:
-            _check_pixels(path, *image.size)
+        with open_image(io.BytesIO(data), path) as image:
             if _is_16bit_png(data):  # Pillow would read 8 bits; its header is checked
                 _check_pixels(path, *_png_size(data))
                 pixels = _decode_16bit_png(data)
@@ -141,10 +158,6 @@ def load_image(path: str | Path) -> torch.Tensor:
                 image.load()
                 pixels = _pil_to_tensor(image)
             return apply_orientation(pixels, _orientation(image))
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(
-            path, f"exceeds the limit of {pixel_limit()} pixels (decompression bomb?): {err}"
-        ) from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a recognised image format") from None
     except (OSError, RuntimeError, ValueError, SyntaxError) as err:

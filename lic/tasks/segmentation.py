@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 
-from lic.data.images import ImageReadError, load_image
+from lic.data.images import ImageReadError, load_image, open_image
 from lic.tasks.base import Accumulator, DatasetLayoutError, Task
 
 NUM_CLASSES = 21
@@ -95,7 +94,7 @@ class VOCSegmentationTask(Task):
         image_path, mask_path = self.samples[index]
         image = TF.resize(load_image(image_path), [self.resize], antialias=True)
         try:
-            with Image.open(mask_path) as mask_file:
+            with open_image(mask_path) as mask_file:
                 if mask_file.mode not in ("P", "L"):
                     raise ImageReadError(
                         mask_path,
