@@ -26,7 +26,7 @@ import torch
 from conftest import photo_like
 
 from lic.codecs import Bitstream, BitstreamCodec, create_codec
-from lic.codecs.mlicpp import MLICPlusPlus
+from lic.codecs.mlicpp import MLICPlusPlus, official_scale_table
 from lic.codecs.mlicpp.contexts import anchor_mask, squeeze, unsqueeze, window_mask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -186,6 +186,13 @@ def test_checkerboard_squeeze_round_trips_and_masks_windows():
     assert mask.shape == (24, 9, 9) and set(mask.unique().tolist()) == {-100.0, 0.0}
     centre = 4  # position (0, 1) is an anchor; its left neighbour (0, 0) is not
     assert mask[1, centre, centre] == 0 and mask[1, centre, centre - 1] == -100
+
+
+def test_scale_table_is_the_official_one():
+    table = official_scale_table()
+    assert table.shape == (64,) and table[0].item() == pytest.approx(0.11)
+    assert table[-1].item() == pytest.approx(256.0)
+    assert torch.equal(hashed().gaussian_conditional.scale_table, table)
 
 
 def test_refuses_slices_narrower_than_32_channels():

@@ -13,6 +13,7 @@ official forward), and one rANS stream carries every slice and pass in the offic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -50,8 +51,10 @@ Quantiser = Callable[[int, Tensor, Tensor, Tensor], Tensor]
 
 
 def official_scale_table() -> Tensor:
+    """64 scales log-spaced over [0.11, 256], computed as the official get_scale_table does
+    (double-precision logs), so the CDF tables and the indexes match it bit for bit."""
     low, high, levels = SCALE_TABLE
-    return torch.exp(torch.linspace(torch.tensor(low).log(), torch.tensor(high).log(), levels))
+    return torch.exp(torch.linspace(math.log(low), math.log(high), levels))
 
 
 class MLICPlusPlus(CompressionModel):
