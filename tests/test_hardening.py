@@ -230,7 +230,7 @@ def test_plan_outputs_refuses_clobbering_before_any_work(tmp_path):
         plan_outputs([a, b], out, ".lic")
     with pytest.raises(UsageError, match="is an input"):
         plan_outputs([tmp_path / "a" / "x.lic"], tmp_path / "a", ".lic", overwrite=True)
-    out.mkdir()
+    assert out.is_dir()  # plan_outputs creates the folder
     (out / "x.lic").write_bytes(b"old")
     with pytest.raises(UsageError, match="exists"):
         plan_outputs([a], out, ".lic")

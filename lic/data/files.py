@@ -41,11 +41,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def plan_outputs(
     inputs: Sequence[Path], out_dir: Path, suffix: str, overwrite: bool = False
 ) -> list[Path]:
-    """`out_dir/<input stem><suffix>` for every input, refused (UsageError) before any work
-    when `out_dir` is not a folder, two inputs share an output, an output is one of the
-    inputs, or an output exists and `overwrite` is not set."""
+    """`out_dir/<input stem><suffix>` for every input (creating `out_dir`), refused
+    (UsageError) before any work when `out_dir` is not a writable folder, two inputs share an
+    output, an output is one of the inputs, or an output exists and `overwrite` is not set."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out-dir {out_dir}: cannot create it ({err.strerror or err})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"--out-dir {out_dir} is not writable")
     outputs = [out_dir / f"{Path(p).stem}{suffix}" for p in inputs]
     seen: dict[Path, Path] = {}
     sources = {_key(p) for p in inputs}
