@@ -183,7 +183,7 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                         continue
                     ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
             ax.set_xlabel("rate (bits per pixel)")
-            ax.set_ylabel(f"{metric} ({UNITS.get(metric, '')})")
+            ax.set_ylabel(f"{metric} ({UNITS[metric]})" if metric in UNITS else metric)
             ax.set_title(f"{task}: {metric}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
