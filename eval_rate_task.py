@@ -18,13 +18,12 @@ import sys
 import torch.distributed as dist
 
 from lic.codecs.classical import CLASSICAL_CODECS, classical_codec
-from lic.errors import LicError, UsageError
+from lic.errors import UsageError, run_entry_point
 from lic.evaluation import run
 from lic.evaluation.coders import parse_zoo_spec
 from lic.evaluation.rate_task import failed_images
-from lic.tasks import TASKS, DatasetLayoutError
+from lic.tasks import TASKS
 from lic.tasks.fidelity import FidelityTask
-from lic.weights import WeightsUnavailableError
 
 
 def parse_roots(entries: list[str], tasks: list[str]) -> dict[str, str]:
@@ -77,7 +76,14 @@ def parse_ckpt_meta(entries: list[str]) -> dict[str, tuple[str, float | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Errors follow lic.errors: one line, exit 2 for usage/input, 1 for runtime failures."""
+    return run_entry_point(lambda: evaluate(argv))
+
+
+def evaluate(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--ckpt",
         nargs="*",
@@ -100,9 +106,26 @@ def main(argv: list[str] | None = None) -> int:
         help="objective and lambda of a --ckpt file that does not record them (an official "
         "MLIC++ .pth.tar), e.g. mlicpp_q3.pth.tar=mse:0.0067; without it the file name labels it",
     )
-    p.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS))
-    p.add_argument("--data-root", nargs="+", required=True, metavar="[TASK=]DIR")
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--task",
+        nargs="+",
+        required=True,
+        choices=sorted(TASKS),
+        help="downstream tasks (`lic data` lists each one's data layout and download page)",
+    )
+    p.add_argument(
+        "--data-root",
+        nargs="+",
+        required=True,
+        metavar="[TASK=]DIR",
+        help="one folder for every task, or TASK=DIR per task "
+        "(`lic data check TASK DIR` validates a layout in seconds)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder; re-running with the same folder skips finished cells",
+    )
     p.add_argument("--limit", type=int, help="first N images of each task")
     p.add_argument(
         "--baselines",
@@ -124,14 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=FidelityTask.metric_choices,
         help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="decoded images per task-model call")
     p.add_argument(
         "--workers",
         type=int,
         default=min(8, os.cpu_count() or 1),
         help="coding processes (0: code in this process, on --device)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--device", default="auto", help="task-model device: auto (a GPU if any), cpu, cuda:1"
+    )
     p.add_argument(
         "--coding",
         choices=["workers", "device"],
@@ -151,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--task-weights", help="weights enum name, DEFAULT, or none (random)")
     p.add_argument("--wandb", action="store_true", help="log the table and plots to W&B")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     args = p.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -191,16 +216,6 @@ def main(argv: list[str] | None = None) -> int:
             anchor=args.anchor,
             ckpt_meta=ckpt_meta,
         )
-    except (
-        DatasetLayoutError,
-        WeightsUnavailableError,
-        FileNotFoundError,
-        ValueError,
-        ImportError,
-        LicError,
-    ) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
-        return 2 if isinstance(err, UsageError) else 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

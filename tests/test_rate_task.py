@@ -465,7 +465,7 @@ def test_script_writes_everything_and_fails_cleanly(datasets, checkpoints, tmp_p
         text=True,
         check=False,
     )
-    assert bad.returncode == 1 and "no such directory" in bad.stderr
+    assert bad.returncode == 2 and "no such directory" in bad.stderr  # an input error
     assert "Traceback" not in bad.stderr
 
 
