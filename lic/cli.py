@@ -245,7 +245,7 @@ def _add_pcmp(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--consistency", default="prob", choices=CONSISTENCY_MODES)
     b.add_argument("--tolerance", type=float, default=0.25, help="dB")
     b.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N")
-    b.add_argument("--limit", type=int, help="first N references")
+    b.add_argument("--limit", type=_positive_int, help="first N references")
     b.add_argument("--device", default="auto")
     m = verbs.add_parser("merge", help="write pairs.csv and stats.json from all shards")
     m.add_argument("--out", required=True, type=Path)
