@@ -181,7 +181,9 @@ def test_checkerboard_squeeze_round_trips_and_masks_windows():
     anchor = anchor_mask(4, 6, torch.device("cpu"))
     assert int(anchor.sum()) == 12 and not anchor[0, 0, 0, 0] and anchor[0, 0, 0, 1]
     x = torch.randn(2, 3, 4, 6)
-    assert torch.equal(unsqueeze(squeeze(x, anchor), anchor), torch.where(anchor, x, 0.0))
+    for half, mask in ((True, anchor), (False, ~anchor)):
+        assert torch.equal(squeeze(x, half).flatten(), x[mask.expand_as(x)])  # raster order
+        assert torch.equal(unsqueeze(squeeze(x, half), half), torch.where(mask, x, 0.0))
     mask = window_mask(anchor, 3)  # (L, 9, 9): 0 only where query and key are anchors
     assert mask.shape == (24, 9, 9) and set(mask.unique().tolist()) == {-100.0, 0.0}
     centre = 4  # position (0, 1) is an anchor; its left neighbour (0, 0) is not

@@ -19,17 +19,24 @@ def anchor_mask(height: int, width: int, device: torch.device) -> Tensor:
     return ((rows + cols) % 2 == 1)[None, None]
 
 
-def squeeze(x: Tensor, mask: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, C, H, W/2): the masked half of every row (W even), raster order."""
+def squeeze(x: Tensor, anchor: bool) -> Tensor:
+    """(B, C, H, W) -> (B, C, H, W/2): the anchors (or non-anchors) of every row (W even),
+    in raster order; strided copies, so no host sync on a GPU."""
     b, c, h, w = x.shape
-    return x[mask.expand(b, c, h, w)].reshape(b, c, h, w // 2)
+    first = 1 if anchor else 0  # column of the first one on even rows
+    out = x.new_empty(b, c, h, w // 2)
+    out[:, :, 0::2] = x[:, :, 0::2, first::2]
+    out[:, :, 1::2] = x[:, :, 1::2, 1 - first :: 2]
+    return out
 
 
-def unsqueeze(x: Tensor, mask: Tensor) -> Tensor:
-    """Inverse of `squeeze`, zeros off the mask."""
+def unsqueeze(x: Tensor, anchor: bool) -> Tensor:
+    """Inverse of `squeeze`, zeros elsewhere."""
     b, c, h, half = x.shape
+    first = 1 if anchor else 0
     out = x.new_zeros(b, c, h, half * 2)
-    out[mask.expand_as(out)] = x.reshape(-1)
+    out[:, :, 0::2, first::2] = x[:, :, 0::2]
+    out[:, :, 1::2, 1 - first :: 2] = x[:, :, 1::2]
     return out
 
 
@@ -180,13 +187,12 @@ class LinearGlobalIntraContext(nn.Module):
     def forward(self, previous: Tensor, anchors: Tensor, anchor: Tensor) -> Tensor:
         b, c, h, w = previous.shape
         nonanchor = ~anchor
-        q = squeeze(self.queries(keep(previous, nonanchor)), nonanchor).reshape(b, c, -1)
-        k = squeeze(self.keys(keep(previous, anchor)), anchor).reshape(b, c, -1)
-        v = squeeze(self.values(anchors), anchor).reshape(b, c, -1)
-        masks = {"anchor": anchor, "nonanchor": nonanchor}
+        q = squeeze(self.queries(keep(previous, nonanchor)), False).reshape(b, c, -1)
+        k = squeeze(self.keys(keep(previous, anchor)), True).reshape(b, c, -1)
+        v = squeeze(self.values(anchors), True).reshape(b, c, -1)
 
         def spread(t: Tensor, where: str) -> Tensor:
-            grid = unsqueeze(t.reshape(b, -1, h, w // 2), masks[where])
+            grid = unsqueeze(t.reshape(b, -1, h, w // 2), where == "anchor")
             return grid.reshape(b, -1, h * w)
 
         out = linear_attention(q, k, v, self.num_heads, spread).view(b, c, h, w)

@@ -45,9 +45,9 @@ from lic.codecs.mlicpp.layers import (
 
 SCALE_TABLE = (0.11, 256.0, 64)  # official get_scale_table(): min, max, levels (log-spaced)
 GENERATIONS = ("current", "2023-09")
-# Quantiser of one checkerboard pass: (slice index, scales, means, mask) -> decoded values
-# on the mask, zeros elsewhere.
-Quantiser = Callable[[int, Tensor, Tensor, Tensor], Tensor]
+# Quantiser of one checkerboard pass: (slice index, scales, means, mask, anchor pass?) ->
+# decoded values on the mask, zeros elsewhere.
+Quantiser = Callable[[int, Tensor, Tensor, Tensor, bool], Tensor]
 
 
 def official_scale_table() -> Tensor:
@@ -136,7 +136,7 @@ class MLICPlusPlus(CompressionModel):
                 channel = self.channel_context[i](previous)
                 contexts = [inter, channel, hyper]
             scales, means = self.entropy_parameters_anchor[i](torch.cat(contexts, 1)).chunk(2, 1)
-            anchors = quantise(i, keep(scales, anchor), keep(means, anchor), anchor)
+            anchors = quantise(i, keep(scales, anchor), keep(means, anchor), anchor, True)
             lrp = self.lrp_anchor[i](torch.cat([hyper_means, *decoded, anchors], dim=1))
             anchors = anchors + keep(lrp, anchor)
             local = [self.local_context[i](anchors, windows)]
@@ -144,7 +144,7 @@ class MLICPlusPlus(CompressionModel):
                 local.append(self.global_intra_context[i](decoded[-1], anchors, anchor))
             params = self.entropy_parameters_nonanchor[i](torch.cat(local + contexts, dim=1))
             scales, means = params.chunk(2, 1)
-            rest = quantise(i, keep(scales, nonanchor), keep(means, nonanchor), nonanchor)
+            rest = quantise(i, keep(scales, nonanchor), keep(means, nonanchor), nonanchor, False)
             y_hat = anchors + rest
             lrp = self.lrp_nonanchor[i](torch.cat([hyper_means, *decoded, y_hat], dim=1))
             decoded.append(y_hat + keep(lrp, nonanchor))
@@ -161,7 +161,7 @@ class MLICPlusPlus(CompressionModel):
         likelihoods: list[Tensor] = []
         anchor_params: list[Tensor] = []
 
-        def quantise(i: int, scales: Tensor, means: Tensor, mask: Tensor) -> Tensor:
+        def quantise(i: int, scales: Tensor, means: Tensor, mask: Tensor, _: bool) -> Tensor:
             if not anchor_params:  # anchor pass: keep its parameters for the likelihood
                 anchor_params[:] = [scales, means]
             else:
@@ -197,14 +197,14 @@ class MLICPlusPlus(CompressionModel):
         gc, encoder = self.gaussian_conditional, BufferedRansEncoder()
         tables = self._tables()
 
-        def quantise(i: int, scales: Tensor, means: Tensor, mask: Tensor) -> Tensor:
-            means = squeeze(means, mask)
-            symbols = gc.quantize(squeeze(y_slices[i], mask), "symbols", means)
-            indexes = gc.build_indexes(squeeze(scales, mask))
+        def quantise(i: int, scales: Tensor, means: Tensor, _: Tensor, anchor: bool) -> Tensor:
+            means = squeeze(means, anchor)
+            symbols = gc.quantize(squeeze(y_slices[i], anchor), "symbols", means)
+            indexes = gc.build_indexes(squeeze(scales, anchor))
             encoder.encode_with_indexes(
                 symbols.reshape(-1).tolist(), indexes.reshape(-1).tolist(), *tables
             )
-            return unsqueeze(symbols + means, mask)
+            return unsqueeze(symbols + means, anchor)
 
         self._code_slices(self.h_s(z_hat), quantise)
         return {"strings": [[encoder.flush()], z_strings], "shape": z.shape[-2:]}
@@ -216,12 +216,12 @@ class MLICPlusPlus(CompressionModel):
         decoder.set_stream(strings[0][0])
         tables = self._tables()
 
-        def quantise(i: int, scales: Tensor, means: Tensor, mask: Tensor) -> Tensor:
-            means = squeeze(means, mask)
-            indexes = gc.build_indexes(squeeze(scales, mask))
+        def quantise(i: int, scales: Tensor, means: Tensor, _: Tensor, anchor: bool) -> Tensor:
+            means = squeeze(means, anchor)
+            indexes = gc.build_indexes(squeeze(scales, anchor))
             values = decoder.decode_stream(indexes.reshape(-1).tolist(), *tables)
             symbols = torch.tensor(values, dtype=means.dtype, device=means.device)
-            return unsqueeze(symbols.reshape(means.shape) + means, mask)
+            return unsqueeze(symbols.reshape(means.shape) + means, anchor)
 
         y_hat = self._code_slices(self.h_s(z_hat), quantise)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
