@@ -49,7 +49,7 @@ def window_mask(anchor: Tensor, window: int) -> Tensor:
     """(L, w*w, w*w) additive mask: 0 where query and key of a window are both anchors."""
     a = F.unfold(anchor.float(), window, padding=(window - 1) // 2)[0].T  # (L, w*w)
     both = a[:, :, None] * a[:, None, :]
-    return torch.where(both == 1, 0.0, MASKED)
+    return torch.where(both == 1, 0.0, MASKED).contiguous()
 
 
 def relative_position_index(window: int) -> Tensor:
@@ -101,7 +101,7 @@ class LocalContext(nn.Module):
         b, c, h, w = x.shape
         n, ww = h * w, self.window_size**2
         tokens = self.norm1(x.flatten(2).transpose(1, 2))
-        qkv = self.qkv_proj(tokens).transpose(1, 2).reshape(b, 3 * c, h, w)
+        qkv = self.qkv_proj(tokens).transpose(1, 2).contiguous().view(b, 3 * c, h, w)
         windows = self.unfold(qkv).transpose(1, 2).reshape(b, n, 3, c, ww)
         # channel c = d * heads + head (the official split): (B, L, heads, w*w, head_dim)
         q, k, v = (
@@ -109,7 +109,7 @@ class LocalContext(nn.Module):
             for i in range(3)
         )
         bias = self.relative_position_table[self.relative_position_index.view(-1)]
-        bias = bias.view(ww, ww, -1).permute(2, 0, 1)
+        bias = bias.view(ww, ww, -1).permute(2, 0, 1).contiguous()
         attn = (q * self.scale) @ k.transpose(-2, -1) + bias[None, None] + mask[None, :, None]
         out = self.softmax(attn) @ v  # (B, L, heads, w*w, head_dim), regrouped head-major
         out = out.transpose(2, 3).reshape(b * n, self.window_size, self.window_size, c)
