@@ -27,7 +27,8 @@ class ResidualBlockWithStride(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.gdn(self.conv2(self.act(self.conv1(x))))
-        return out + (x if self.skip is None else self.skip(x))
+        out += x if self.skip is None else self.skip(x)  # in place: full-resolution maps
+        return out
 
 
 class ResidualBlock(nn.Module):
@@ -57,7 +58,9 @@ class ResidualBlockUpsample(nn.Module):
         self.upsample = subpel_conv3x3(in_ch, out_ch, upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.igdn(self.conv(self.act(self.subpel_conv(x)))) + self.upsample(x)
+        out = self.igdn(self.conv(self.act(self.subpel_conv(x))))
+        out += self.upsample(x)  # in place: full-resolution maps
+        return out
 
 
 class AnalysisTransform(nn.Module):
