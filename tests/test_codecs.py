@@ -99,6 +99,7 @@ def test_context_model_codecs_round_trip(name):
     assert decoded.shape == x.shape and decoded.min() >= 0 and decoded.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [

@@ -67,6 +67,7 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [

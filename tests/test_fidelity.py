@@ -88,6 +88,7 @@ def test_jpeg_points_match_compressai_bench(folder, tmp_path):
     assert plain == {"psnr": 100.0, "ms_ssim": 1.0, "ms_ssim_db": 100.0}
 
 
+@pytest.mark.slow
 def test_anchor_gives_bd_of_every_curve_against_it(folder, tmp_path):
     rows = run(
         [],

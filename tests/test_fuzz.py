@@ -136,6 +136,7 @@ def fuzz_run(tmp_path_factory) -> tuple[list[dict], int, int]:
     return results, len(files), rss
 
 
+@pytest.mark.slow
 def test_no_mutation_crashes_or_escapes_as_another_error(fuzz_run):
     results, tries, rss = fuzz_run
     assert len(results) == tries

@@ -136,6 +136,7 @@ def test_tiles_average_native_resolution_tiles(make_mlclipsim):
     torch.testing.assert_close(tiled, per_tile.mean().reshape(1))
 
 
+@pytest.mark.slow
 def test_gradient_matches_finite_differences(make_mlclipsim):
     metric = make_mlclipsim(dtype=torch.float64)
     x = photo_like(8, 8, seed=2)[None].double()
@@ -199,6 +200,7 @@ def _score_and_gradient(metric, x, y):
     return score.detach(), grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fast",
     [{"one_pass": True}, {"compile": True}],

@@ -204,6 +204,7 @@ def test_refuses_slices_narrower_than_32_channels():
         create_codec("mlicpp", **SMALL, generation="2022")
 
 
+@pytest.mark.slow
 def test_container_wraps_the_official_strings():
     codec = BitstreamCodec(hashed())
     stream = Bitstream.from_bytes(codec.encode(fixed_input()))
@@ -213,6 +214,7 @@ def test_container_wraps_the_official_strings():
     ]
 
 
+@pytest.mark.slow
 def test_container_round_trip_pads_and_crops():
     codec = BitstreamCodec(hashed())
     x = photo_like(70, 99, seed=4)[None]

@@ -111,6 +111,7 @@ def run_build(refs, out, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_build_writes_pairs_images_and_stats(refs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # references given relative to the working directory
     stats = run_build(refs.relative_to(tmp_path), tmp_path / "out")
@@ -142,6 +143,7 @@ def test_build_writes_pairs_images_and_stats(refs, tmp_path, monkeypatch):
     assert isinstance(skipped, dict)
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_to_the_same_pairs(refs, tmp_path, monkeypatch):
     run_build(refs, tmp_path / "whole")
     real = pcmp_build.build_reference
@@ -164,6 +166,7 @@ def test_killed_build_resumes_to_the_same_pairs(refs, tmp_path, monkeypatch):
     ).read_text()
 
 
+@pytest.mark.slow
 def test_shards_merge_to_the_unsharded_build(refs, tmp_path):
     run_build(refs, tmp_path / "whole")
     for index in range(2):
@@ -182,6 +185,7 @@ def test_unreadable_reference_is_recorded_not_fatal(refs, tmp_path):
     assert "r1" not in (tmp_path / "out" / "pairs.csv").read_text()
 
 
+@pytest.mark.slow
 def test_cli_builds_then_iqa_scores_the_pairs(refs, tmp_path, capsys):
     out = tmp_path / "pcmp"
     assert (

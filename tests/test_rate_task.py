@@ -134,6 +134,7 @@ def run_tasks(tasks, datasets, checkpoints, out, **kwargs):
 
 
 # ---- end to end -------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["imagenet", "voc", "coco", "consistency"])
 def test_every_task_runs_end_to_end(task, datasets, checkpoints, tmp_path):
     rows = run_tasks(
@@ -173,6 +174,7 @@ def test_every_task_runs_end_to_end(task, datasets, checkpoints, tmp_path):
         assert (tmp_path / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_any_baseline_and_anchor_for_a_machine_task(datasets, checkpoints, tmp_path):
     """A VOC mIoU curve of AVIF against JPEG is as easy as a PSNR curve."""
     run_tasks(
@@ -200,6 +202,7 @@ def test_consistency_of_the_uncompressed_image_is_perfect(datasets, checkpoints,
     assert values["top1_agreement"] == 100.0 and values["kl"] == pytest.approx(0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_real_and_estimated_rates_are_close(datasets, checkpoints, tmp_path):
     real = run_tasks(["consistency"], datasets, checkpoints[:1], tmp_path / "real")
     est = run_tasks(
@@ -210,6 +213,7 @@ def test_real_and_estimated_rates_are_close(datasets, checkpoints, tmp_path):
     assert bpp["bitstream"] > 0 and bpp["estimate"] > 0
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_the_uninterrupted_one(datasets, checkpoints, tmp_path):
     run_tasks(["consistency"], datasets, checkpoints, tmp_path / "full")
     partial = tmp_path / "resumed"
@@ -246,6 +250,7 @@ def test_corrupt_image_is_counted_not_fatal(datasets, checkpoints, tmp_path):
     assert "## Failures: 2" in (tmp_path / "o" / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_coding_on_the_device_in_batches_equals_coding_in_workers(datasets, checkpoints, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -432,6 +437,7 @@ def test_malformed_datasets_are_clear_errors(tmp_path, task, damage, message):
         )
 
 
+@pytest.mark.slow
 def test_script_writes_everything_and_fails_cleanly(datasets, checkpoints, tmp_path):
     out = tmp_path / "out"
     cmd = [
@@ -469,6 +475,7 @@ def test_script_writes_everything_and_fails_cleanly(datasets, checkpoints, tmp_p
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_path):
     """Two gloo ranks on the CPU: same rows as one process (KL up to float rounding, since
     the batches the model sees differ)."""

@@ -226,6 +226,7 @@ def test_checkpoint_of_another_architecture_cannot_resume(image_folders, tmp_pat
         )
 
 
+@pytest.mark.slow
 def test_demo_config_trains_and_feeds_lic_compress(tmp_path):
     """The bundled demo config on the bundled images, shortened, run from another folder (its
     data paths are relative to the config file), then `lic compress` / `lic decompress` on its
