@@ -112,7 +112,6 @@ SOURCES: dict[str, DataSource] = {
 }
 
 
-
 def task_names() -> list[str]:
     """Every task some data set feeds (the harness's task names)."""
     return sorted({task for source in SOURCES.values() for task in source.tasks})
