@@ -5,20 +5,15 @@ Exports load on first use (PEP 562): the catalog and errors import no torch.
 
 from __future__ import annotations
 
-import importlib
-
 from lic.errors import DatasetLayoutError, ImageReadError
+from lic.lazy import lazy_exports
 
 _LAZY = {
     name: "lic.data.images"
     for name in ("IMAGE_SUFFIXES", "list_images", "load_image", "save_image")
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'lic.data' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

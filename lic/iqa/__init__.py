@@ -5,9 +5,8 @@ The readers load instantly; scoring and statistics import torch/scipy on first u
 
 from __future__ import annotations
 
-import importlib
-
 from lic.iqa.datasets import READERS, PairSet, ScoredSet, read_dataset
+from lic.lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "lic.iqa.benchmark",
@@ -18,11 +17,7 @@ _LAZY = {
     },
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'lic.iqa' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,7 @@ The registry loads no torch; the metric classes are imported on first use (PEP 5
 
 from __future__ import annotations
 
-import importlib
-
+from lic.lazy import lazy_exports
 from lic.metrics.registry import create_metric, list_metrics, metric_spec, register_metric
 
 _LAZY = {
@@ -21,11 +20,7 @@ _LAZY = {
     "MetricLoss": "lic.metrics.loss",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'lic.metrics' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,7 @@ use (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-
+from lic.lazy import lazy_exports
 from lic.pcmp.defaults import DEFAULT_FAMILIES, DEFAULT_TARGETS, DEFAULT_VOTERS, FAMILY_NAMES
 
 _LAZY = {
@@ -21,11 +20,7 @@ _LAZY = {
     "soft_label": "lic.pcmp.voters",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'lic.pcmp' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
