@@ -11,15 +11,15 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from lic.data.catalog import SOURCES, DataSource
+from lic.data.images import open_image
 from lic.errors import InputError, LicError, UsageError
 
 
 def pixel_sha256(path: str | Path) -> str:
     """sha256 of b'<width>x<height>' followed by the 8-bit RGB pixels, row-major."""
-    with Image.open(path) as image:
+    with open_image(path) as image:  # a downloaded file is untrusted: pixel-limited open
         pixels = np.asarray(image.convert("RGB"))
     size = f"{pixels.shape[1]}x{pixels.shape[0]}".encode()
     return hashlib.sha256(size + pixels.tobytes()).hexdigest()

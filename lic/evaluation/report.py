@@ -122,21 +122,19 @@ def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
             ref_rate, ref_value = zip(*by_curve[reference], strict=True)
             rate, value = zip(*points, strict=True)
             sign = -1.0 if metric in LOWER_BETTER else 1.0  # BD-rate wants "higher is better"
-            table.append(
-                {
-                    "task": task,
-                    "metric": metric,
-                    "curve": curve_label(curve),
-                    "reference": curve_label(reference),
-                    "bd_rate_percent": bd_rate(
-                        ref_rate, [sign * v for v in ref_value], rate, [sign * v for v in value]
-                    ),
-                    "bd_metric": bd_metric(ref_rate, ref_value, rate, value),
-                    "points": len(points),
-                    "reference_points": len(ref_rate),
-                }
-            )
-            table[-1]["note"] = bd_note(table[-1])
+            row = {
+                "task": task,
+                "metric": metric,
+                "curve": curve_label(curve),
+                "reference": curve_label(reference),
+                "bd_rate_percent": bd_rate(
+                    ref_rate, [sign * v for v in ref_value], rate, [sign * v for v in value]
+                ),
+                "bd_metric": bd_metric(ref_rate, ref_value, rate, value),
+                "points": len(points),
+                "reference_points": len(ref_rate),
+            }
+            table.append(row | {"note": bd_note(row)})
     return table
 
 
