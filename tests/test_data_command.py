@@ -82,7 +82,8 @@ def test_fetch_offline_is_one_line_naming_url_and_folder(mirror, tmp_path):
 
 def test_check_and_listing(tmp_path, capsys):
     assert main(["data", "check", "consistency", str(ROOT / "data/demo/val")]) == 0
-    assert "3 samples" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "3 samples" in report and "note:" not in report  # any folder: no official size
     assert main(["data", "check", "coco", str(tmp_path)]) == 2
     assert "instances_val2017.json" in capsys.readouterr().err
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -91,3 +92,15 @@ def test_check_and_listing(tmp_path, capsys):
     assert main(["data"]) == 0
     listing = capsys.readouterr().out
     assert "cocodataset.org" in listing and "lic data fetch kodak" in listing
+
+
+def test_check_notes_a_subset_of_a_dedicated_set(tmp_path, capsys):
+    voc = tmp_path / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    Image.new("RGB", (32, 24), (90, 120, 30)).save(voc / "JPEGImages" / "a.jpg")
+    Image.new("P", (32, 24), 1).save(voc / "SegmentationClass" / "a.png")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    assert main(["data", "check", "voc", str(tmp_path)]) == 0
+    report = capsys.readouterr().out
+    assert "1 samples" in report and "official voc release has 1449" in report
