@@ -57,6 +57,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from lic.data.files import check_output_file
     from lic.data.images import set_pixel_limit
     from lic.metrics import create_metric
     from lic.metrics.scoring import pair_folders, score_pairs, write_csv
@@ -75,7 +76,7 @@ def _run_score(args: argparse.Namespace) -> int:
         if not args.pairs or len(args.pairs) % 2:
             parser.error("expected an even number of files: REF DIST [REF DIST ...]")
         pairs = [(Path(a), Path(b)) for a, b in zip(args.pairs[::2], args.pairs[1::2], strict=True)]
-    _check_out_file(args.out, args.overwrite, [p for pair in pairs for p in pair])
+    check_output_file(args.out, args.overwrite, [p for pair in pairs for p in pair])
     set_pixel_limit(args.max_pixels)
     device = resolve_device(args.device)
     try:
@@ -117,25 +118,6 @@ def _add_limits(p: argparse.ArgumentParser, overwrite: str) -> None:
         "Image.MAX_IMAGE_PIXELS",
     )
     p.add_argument("--overwrite", action="store_true", help=overwrite)
-
-
-def _check_out_file(out: Path | None, overwrite: bool, inputs: Sequence[Path]) -> None:
-    """Refuse, before any work, an --out that cannot be written or would clobber a file."""
-    import os
-
-    from lic.errors import UsageError
-
-    if out is None:
-        return
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
-    if any(os.path.realpath(out) == os.path.realpath(p) for p in inputs):
-        raise UsageError(f"--out {out} is an input")
-    if out.exists() and not overwrite:
-        raise UsageError(f"--out {out} exists (pass --overwrite to replace it)")
-    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {parent} is not a writable folder")
 
 
 def _add_codec_commands(sub: argparse._SubParsersAction) -> None:

@@ -67,5 +67,21 @@ def plan_outputs(
     return outputs
 
 
+def check_output_file(out: Path | None, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse (UsageError), before any work, an output file that is a folder, is one of the
+    inputs, exists while `overwrite` is not set, or lies under no writable folder."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    if _key(out) in {_key(p) for p in inputs}:
+        raise UsageError(f"--out {out} is an input")
+    if out.exists() and not overwrite:
+        raise UsageError(f"--out {out} exists (pass --overwrite to replace it)")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {parent} is not a writable folder")
+
+
 def _key(path: Path) -> Path:
     return Path(os.path.realpath(path))
