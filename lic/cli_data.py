@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from lic.data.catalog import SOURCES, task_names
@@ -59,18 +61,24 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("ckpt", type=Path, help="training checkpoint (e.g. runs/.../last.ckpt)")
     p.add_argument("out", type=Path, help="output file, e.g. checkpoints/demo_mse_0.013.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=_run_export, parser=p)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from lic.codecs import load_checkpoint
     from lic.codecs.checkpoint import save_codec_checkpoint
+    from lic.data.files import check_output_file
 
-    if args.out.resolve() == args.ckpt.resolve():
-        args.parser.error("the output would overwrite the training checkpoint")
+    check_output_file(args.out, args.overwrite, [args.ckpt])
     model, info = load_checkpoint(args.ckpt)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_codec_checkpoint(model, args.out, lmbda=info.lmbda, distortion=info.distortion)
+    # staged under the final name (torch.save names its archive after the file, so the bytes
+    # do not depend on a temporary name), then renamed: never half a file at `out`
+    with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=".lic-export-") as folder:
+        staged = Path(folder) / args.out.name
+        save_codec_checkpoint(model, staged, lmbda=info.lmbda, distortion=info.distortion)
+        os.replace(staged, args.out)
     size = args.out.stat().st_size / 1e6
     print(f"{args.ckpt} -> {args.out}: {info.codec} lambda={info.lmbda}, {size:.2f} MB")
     return 0

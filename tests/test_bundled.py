@@ -82,3 +82,17 @@ def test_checkpoint_codes_kodim23_as_its_manifest_says(path):
     # a few bytes of slack: another CPU's float rounding may move a symbol or two
     assert abs(bitstream_bpp(data, *image.shape[-2:]) - float(row["bpp"])) < 2e-4
     assert abs(psnr - float(row["psnr"])) < 0.01
+
+
+def test_export_reproduces_a_bundled_checkpoint_and_never_clobbers(tmp_path, capsys):
+    from lic.cli import main
+
+    source = CHECKPOINTS[0]
+    out = tmp_path / source.name  # same name: torch.save's archive is named after the file
+    assert main(["export", str(source), str(out)]) == 0
+    assert out.read_bytes() == source.read_bytes()
+    assert main(["export", str(source), str(out)]) == 2  # exists
+    assert main(["export", str(source), str(source)]) == 2  # the input itself
+    assert "exists" in capsys.readouterr().err
+    assert main(["export", str(source), str(out), "--overwrite"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [source.name]  # no staging left behind
