@@ -1,5 +1,7 @@
 """`lic` console entry point: one subcommand per job.
 
+lic train fit --config configs/demo.yaml
+lic eval --ckpt checkpoints/*.ckpt --task fidelity --data-root data/demo/val --out results
 lic score --metric mlclipsim REF DIST [REF DIST ...]
 lic score --metric lpips --ref-dir A --dist-dir B --out scores.csv
 """
@@ -399,9 +401,32 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+DELEGATES = {
+    "train": ("train a codec (LightningCLI: lic train fit --config ...)", "lic.training.cli"),
+    "eval": ("rate-task curves of checkpoints and baselines", "lic.evaluation.cli"),
+}
+"""Subcommands that own their options: their parsers are built only when they run, so
+`lic --help` loads neither Lightning nor torch."""
+
+
+def _add_delegates(sub: argparse._SubParsersAction) -> None:
+    for name, (help_text, _) in DELEGATES.items():
+        sub.add_parser(name, help=f"{help_text} (lic {name} --help)", add_help=False)
+
+
+def _run_delegate(name: str, argv: list[str]) -> int:
+    """Runs `lic NAME ARGS` as its own program (LightningCLI reads sys.argv; usage says
+    `lic NAME`)."""
+    import importlib
+
+    sys.argv = [f"lic {name}", *argv]
+    return importlib.import_module(DELEGATES[name][1]).main(None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_delegates(sub)
     _add_score(sub)
     _add_codec_commands(sub)
     _add_pcmp(sub)
@@ -413,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; errors follow `lic.errors` (one line; exit 2 usage, 1 runtime)."""
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATES:
+        return _run_delegate(argv[0], argv[1:])
 
     def run() -> int:
         args = build_parser().parse_args(argv)

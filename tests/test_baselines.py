@@ -4,9 +4,7 @@ implementation shared with PCMP), the --baselines syntax and a missing plugin's 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +14,8 @@ from PIL import Image
 import lic.codecs.classical as classical
 from lic.codecs.classical import CLASSICAL_CODECS, CodecUnavailableError, classical_codec
 from lic.errors import UsageError
+from lic.evaluation.cli import parse_baselines
 from lic.evaluation.coders import ClassicalCoder, build_coders
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # What each format's file starts with (the ISO-BMFF formats: an 'ftyp' box and brand).
 MAGIC = {
@@ -126,18 +123,10 @@ def test_build_coders_uses_default_grids_unless_given():
     assert [c.key for c in coders[1:]] == [*jpeg, "jxl-q30", "jxl-q60"]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_rate_task", ROOT / "eval_rate_task.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_baselines_syntax():
-    script = load_script()
-    names, grids = script.parse_baselines(["jpeg=5,10,95", "webp", "jpeg2000=24", "webp"])
+    names, grids = parse_baselines(["jpeg=5,10,95", "webp", "jpeg2000=24", "webp"])
     assert names == ["jpeg", "webp", "jpeg2000"]
     assert grids == {"jpeg": [5, 10, 95], "jpeg2000": [24]}
     for bad in (["jpeg=5,x"], ["png"], ["webp=200"]):
         with pytest.raises(UsageError):
-            script.parse_baselines(bad)
+            parse_baselines(bad)

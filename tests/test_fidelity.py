@@ -64,10 +64,10 @@ def read_rows(out: Path) -> list[dict]:
 
 def test_jpeg_points_match_compressai_bench(folder, tmp_path):
     rows = run(
-        [],
-        ["fidelity"],
-        {"fidelity": str(folder)},
-        tmp_path,
+        checkpoints=[],
+        tasks=["fidelity"],
+        data_roots={"fidelity": str(folder)},
+        out=tmp_path,
         baselines=["jpeg"],
         qualities={"jpeg": [10, 50, 90]},
         workers=0,
@@ -91,10 +91,10 @@ def test_jpeg_points_match_compressai_bench(folder, tmp_path):
 @pytest.mark.slow
 def test_anchor_gives_bd_of_every_curve_against_it(folder, tmp_path):
     rows = run(
-        [],
-        ["fidelity"],
-        {"fidelity": str(folder)},
-        tmp_path,
+        checkpoints=[],
+        tasks=["fidelity"],
+        data_roots={"fidelity": str(folder)},
+        out=tmp_path,
         baselines=["jpeg", "webp"],
         qualities={"jpeg": [20, 50, 80], "webp": [20, 50, 80]},
         workers=0,
@@ -212,10 +212,10 @@ def test_zoo_coder_loads_through_compressai_zoo(hub, folder, tmp_path):
     url = model_urls["bmshj2018-factorized"]["mse"][1]
     torch.save(model.state_dict(), hub / os.path.basename(url))
     rows = run(
-        ["compressai:bmshj2018-factorized:1"],
-        ["fidelity"],
-        {"fidelity": str(folder)},
-        tmp_path / "out",
+        checkpoints=["compressai:bmshj2018-factorized:1"],
+        tasks=["fidelity"],
+        data_roots={"fidelity": str(folder)},
+        out=tmp_path / "out",
         baselines=["jpeg"],
         qualities={"jpeg": [10, 50]},
         workers=0,
@@ -262,10 +262,10 @@ def test_small_images_fail_alone_and_metrics_need_the_fidelity_task(tmp_path, fo
     save_rgb(tmp_path / "tiny.png", photo_like(64, 64, seed=1))
     save_rgb(tmp_path / "big.png", photo_like(200, 200, seed=2))
     rows = run(
-        [],
-        ["fidelity"],
-        {"fidelity": str(tmp_path)},
-        tmp_path / "out",
+        checkpoints=[],
+        tasks=["fidelity"],
+        data_roots={"fidelity": str(tmp_path)},
+        out=tmp_path / "out",
         baselines=["jpeg"],
         qualities={"jpeg": [50]},
         workers=0,

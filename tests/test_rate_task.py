@@ -119,10 +119,10 @@ def checkpoints(tmp_path_factory) -> list[Path]:
 def run_tasks(tasks, datasets, checkpoints, out, **kwargs):
     model = SMALL_MODELS[tasks[0]]
     return run(
-        checkpoints,
-        tasks,
-        {t: str(datasets[t]) for t in tasks},
-        out,
+        checkpoints=checkpoints,
+        tasks=tasks,
+        data_roots={t: str(datasets[t]) for t in tasks},
+        out=out,
         workers=0,
         batch_size=2,
         device="cpu",
@@ -234,10 +234,10 @@ def test_corrupt_image_is_counted_not_fatal(datasets, checkpoints, tmp_path):
         save_rgb(folder / f"{i}.png", photo_like(64, 64, seed=i))
     (folder / "1.png").write_bytes((folder / "1.png").read_bytes()[:100])
     rows = run(
-        checkpoints[:1],
-        ["consistency"],
-        {"consistency": str(folder)},
-        tmp_path / "o",
+        checkpoints=checkpoints[:1],
+        tasks=["consistency"],
+        data_roots={"consistency": str(folder)},
+        out=tmp_path / "o",
         workers=0,
         device="cpu",
         task_model="mobilenet_v3_small",
@@ -260,10 +260,10 @@ def test_coding_on_the_device_in_batches_equals_coding_in_workers(datasets, chec
     results = {}
     for coding in ("workers", "device"):
         rows = run(
-            checkpoints[:2],
-            ["consistency"],
-            {"consistency": str(folder)},
-            tmp_path / coding,
+            checkpoints=checkpoints[:2],
+            tasks=["consistency"],
+            data_roots={"consistency": str(folder)},
+            out=tmp_path / coding,
             baselines=["jpeg"],
             qualities={"jpeg": [50]},
             workers=1,

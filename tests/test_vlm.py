@@ -551,10 +551,10 @@ def test_scripted_vlm_scores_equal_hand_computation(
     maker = make_pope if task == "pope" else make_seedbench
     out = tmp_path / "out"
     run(
-        [codec_checkpoint],
-        [task],
-        {task: str(maker(tmp_path / task))},
-        out,
+        checkpoints=[codec_checkpoint],
+        tasks=[task],
+        data_roots={task: str(maker(tmp_path / task))},
+        out=out,
         baselines=["jpeg"],
         qualities={"jpeg": [40]},
         batch_size=2,

@@ -10,6 +10,7 @@ metric states are merged exactly on rank 0.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
 from lic.evaluation.coders import Coder, build_coders
+from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.tasks import Task, create_task
 
 log = logging.getLogger(__name__)
@@ -259,55 +261,44 @@ def failed_images(rows: Sequence[dict]) -> int:
     return sum(r["n_failed"] for r in cells.values())
 
 
-def run(
-    checkpoints: Sequence[str | Path],
-    tasks: Sequence[str],
-    data_roots: dict[str, str],
-    out: str | Path,
-    limit: int | None = None,
-    baselines: Sequence[str] = (),
-    qualities: dict[str, Sequence[int]] | None = None,
-    batch_size: int = 16,
-    workers: int = 4,
-    device: str = "auto",
-    estimate_rate: bool = False,
-    task_model: str | None = None,
-    task_weights: str | None = None,
-    use_wandb: bool = False,
-    progress: bool = True,
-    coding: str = "workers",
-    metrics: Sequence[str] | None = None,
-    anchor: str | None = None,
-    ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
-) -> list[dict]:
-    """Evaluate every (coder, task) cell not yet in `out`, then write the reports.
-    `coding`: see `evaluate_cell`; with `workers=0` images are coded on `device` anyway.
-    `metrics`: the fidelity task's metrics; `anchor`: the curve BD numbers refer to
-    (`report.resolve_anchor`; default each codec's mse curve); `ckpt_meta`: (objective,
-    lambda) of checkpoints without lic metadata (official MLIC++ files), by path."""
+def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
+    """Evaluate every (coder, task) cell not yet in `config.out`, then write the reports and
+    the resolved `config.yaml`. Give an EvalConfig or its fields as keywords. `coding`: see
+    `evaluate_cell`; with `workers=0` images are coded on `device` anyway. `anchor`: the curve
+    BD numbers refer to (`report.resolve_anchor`; default each codec's mse curve)."""
     from lic.evaluation.report import resolve_anchor, write_reports
 
-    out = Path(out)
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit {limit}: give a positive number of images")
+    config = dataclasses.replace(config, **options) if config else EvalConfig(**options)
+    out = Path(config.out)
     try:
         (out / "cells").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
-    device = resolve_device(device)
-    codec_device = device if workers == 0 or coding == "device" else "cpu"
-    coders = build_coders(checkpoints, baselines, qualities, estimate_rate, codec_device, ckpt_meta)
-    anchor_curve = resolve_anchor(anchor, [(c.codec, c.objective) for c in coders])
     rank, _ = _distributed()
+    if rank == 0:
+        write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
+    device = resolve_device(config.device)
+    workers, coding = config.workers, config.coding
+    codec_device = device if workers == 0 or coding == "device" else "cpu"
+    ckpt_meta = {path: tuple(label) for path, label in config.ckpt_meta.items()}
+    coders = build_coders(
+        config.checkpoints,
+        config.baselines,
+        config.qualities,
+        config.estimate_rate,
+        codec_device,
+        ckpt_meta,
+    )
+    anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
     cells = []
-    for task_name in tasks:
+    for task_name in config.tasks:
         task = create_task(
             task_name,
-            data_roots[task_name],
-            model=task_model,
-            weights=task_weights,
-            limit=limit,
-            metrics=metrics,
+            config.data_roots[task_name],
+            model=config.task_model,
+            weights=config.task_weights,
+            limit=config.limit,
+            metrics=config.metrics,
         )
         model = None
         for coder in coders:
@@ -318,28 +309,32 @@ def run(
                 continue
             model = model or task.build_model(device)
             result = evaluate_cell(
-                task, coder, model, device, batch_size, workers, progress, coding
+                task, coder, model, device, config.batch_size, workers, config.progress, coding
             )
             cell = result.to_json()
             if rank == 0:
                 if result.records is not None:
                     write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
                 write_text_atomic(path, json.dumps(cell, indent=1))
-                rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
-                log.info(
-                    "%s %s: %s %s, %d images (%d failed), %.1f img/s",
-                    task_name,
-                    coder.key,
-                    rate,
-                    result.metrics,
-                    result.n_images,
-                    len(result.failures),
-                    (result.n_images + len(result.failures)) / max(result.seconds, 1e-9),
-                )
+                log_cell(task_name, coder.key, result)
             cells.append((cell, task.metrics))
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:
         write_reports(
-            out, rows, [cell for cell, _ in cells], use_wandb=use_wandb, anchor=anchor_curve
+            out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
         )
     return rows
+
+
+def log_cell(task_name: str, key: str, result: CellResult) -> None:
+    rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
+    log.info(
+        "%s %s: %s %s, %d images (%d failed), %.1f img/s",
+        task_name,
+        key,
+        rate,
+        result.metrics,
+        result.n_images,
+        len(result.failures),
+        (result.n_images + len(result.failures)) / max(result.seconds, 1e-9),
+    )

@@ -1,0 +1,252 @@
+"""`lic eval` (and `eval_rate_task.py`): rate-task curves from the command line.
+
+Encodes every task image to real bitstreams with each checkpoint or CompressAI zoo model (and
+optional classical baselines, JPEG to JPEG XL), decodes, runs the task model (or, for the
+fidelity task, the quality metrics) and writes results.csv/json, rate_task_<task>.png/pdf,
+bd.csv (against --anchor), summary.md and the resolved config.yaml to --out. Re-running with
+the same --out (or `lic eval --config OUT/config.yaml`) skips finished cells. Under torchrun,
+images are sharded over ranks (use --device cuda).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from typing import Any
+
+from lic.codecs.classical import CLASSICAL_CODECS, classical_codec
+from lic.errors import UsageError, run_entry_point
+from lic.evaluation.config import EvalConfig
+
+
+def parse_roots(entries: list[str], tasks: list[str]) -> dict[str, str]:
+    """`--data-root DIR` for every task, or `--data-root task=DIR ...` per task."""
+    from lic.tasks import TASKS
+
+    roots = {}
+    for entry in entries:
+        task, sep, path = entry.partition("=")
+        if sep and task in TASKS:
+            roots[task] = path
+        else:
+            roots.update({t: entry for t in tasks if t not in roots})
+    return roots
+
+
+def parse_baselines(entries: list[str]) -> tuple[list[str], dict[str, list[int]]]:
+    """`NAME[=Q1,Q2,...]` entries -> names in order and the grids that replace defaults."""
+    names, qualities = [], {}
+    for entry in entries:
+        name, sep, grid = entry.partition("=")
+        codec = classical_codec(name)
+        if sep:
+            try:
+                qualities[name] = [codec.check_quality(int(q)) for q in grid.split(",")]
+            except ValueError:
+                raise UsageError(
+                    f"--baselines {entry}: expected {name}=Q1,Q2,... with integer qualities"
+                ) from None
+        names += [name] if name not in names else []
+    return names, qualities
+
+
+def parse_ckpt_meta(entries: list[str]) -> dict[str, list]:
+    """`PATH=OBJECTIVE[:LAMBDA]` entries -> {path: [objective, lambda]}."""
+    meta = {}
+    for entry in entries:
+        path, sep, label = entry.partition("=")
+        objective, _, lmbda = label.partition(":")
+        try:
+            if not sep or not path or not objective:
+                raise ValueError
+            meta[path] = [objective, float(lmbda) if lmbda else None]
+        except ValueError:
+            raise UsageError(
+                f"--ckpt-meta {entry}: expected PATH=OBJECTIVE[:LAMBDA], e.g. a.pth.tar=mse:0.0067"
+            ) from None
+    return meta
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    from lic.tasks import TASKS
+
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="options from a file (OUT/config.yaml of an earlier run re-runs it); "
+        "options given here replace the file's",
+    )
+    p.add_argument(
+        "--ckpt",
+        nargs="*",
+        help="lic checkpoints (one per lambda), or CompressAI zoo models as "
+        "compressai:NAME[:QUALITIES][:METRIC], e.g. compressai:mbt2018-mean:1-8 (all "
+        "qualities if omitted; metric mse or ms-ssim)",
+    )
+    p.add_argument(
+        "--ckpt-glob",
+        action="append",
+        help="glob of checkpoints, e.g. 'runs/*/checkpoints/last.ckpt'",
+    )
+    p.add_argument(
+        "--ckpt-meta",
+        nargs="*",
+        metavar="PATH=OBJECTIVE[:LAMBDA]",
+        help="objective and lambda of a --ckpt file that does not record them (an official "
+        "MLIC++ .pth.tar), e.g. mlicpp_q3.pth.tar=mse:0.0067; without it the file name labels it",
+    )
+    p.add_argument(
+        "--task",
+        nargs="+",
+        choices=sorted(TASKS),
+        help="downstream tasks (`lic data` lists each one's data layout and download page)",
+    )
+    p.add_argument(
+        "--data-root",
+        nargs="+",
+        metavar="[TASK=]DIR",
+        help="one folder for every task, or TASK=DIR per task "
+        "(`lic data check TASK DIR` validates a layout in seconds)",
+    )
+    p.add_argument(
+        "--out", help="output folder; re-running with the same folder skips finished cells"
+    )
+    p.add_argument("--limit", type=int, help="first N images of each task")
+
+
+def _add_curves(p: argparse.ArgumentParser) -> None:
+    from lic.tasks.fidelity import FidelityTask
+
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        metavar="NAME[=Q1,Q2,...]",
+        help=f"classical codecs ({', '.join(CLASSICAL_CODECS)}), each on its default grid "
+        "or the qualities given (jpeg2000: compression ratios), e.g. jpeg=5,10,20 avif",
+    )
+    p.add_argument(
+        "--anchor",
+        metavar="CURVE",
+        help="the curve BD numbers refer to: a baseline (jpeg), a zoo entry "
+        "(compressai:NAME[:METRIC]) or CODEC/OBJECTIVE; default each codec's mse curve",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=FidelityTask.metric_choices,
+        help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
+    )
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    defaults = EvalConfig.__dataclass_fields__
+    p.add_argument("--batch-size", type=int, help="decoded images per task-model call")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="coding processes (0: code in this process, on --device; default "
+        f"{defaults['workers'].default})",
+    )
+    p.add_argument(
+        "--device", help="task-model device: auto (a GPU if any, the default), cpu, cuda:1"
+    )
+    p.add_argument(
+        "--coding",
+        choices=["workers", "device"],
+        help="code images in the --workers processes on the CPU (default), or in batches on "
+        "--device (transforms batched on the GPU; workers only load)",
+    )
+    p.add_argument(
+        "--estimate-rate",
+        action="store_true",
+        default=None,
+        help="rate from likelihoods instead of real bitstreams",
+    )
+    p.add_argument(
+        "--task-model",
+        help="torchvision model name or timm:NAME; for pope/seedbench a transformers VLM "
+        "(hub id or local folder, default OpenGVLab/InternVL3-1B-hf)",
+    )
+    p.add_argument("--task-weights", help="weights enum name, DEFAULT, or none (random)")
+    p.add_argument(
+        "--wandb", action="store_true", default=None, help="log the table and plots to W&B"
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", default=None, help="no progress bars (logs, CI)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every option defaults to None: what is not given comes from --config or EvalConfig."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _add_inputs(p)
+    _add_curves(p)
+    _add_execution(p)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig the command line asks for: --config's values, replaced by given flags."""
+    values: dict[str, Any] = EvalConfig.load(args.config).__dict__ if args.config else {}
+    if args.ckpt is not None or args.ckpt_glob is not None:
+        globbed = sorted(f for g in args.ckpt_glob or () for f in glob.glob(g))
+        values["checkpoints"] = list(args.ckpt or ()) + globbed
+    if args.task is not None:
+        values["tasks"] = args.task
+    if args.data_root is not None:
+        values["data_roots"] = parse_roots(args.data_root, values.get("tasks", []))
+    if args.baselines is not None:
+        values["baselines"], values["qualities"] = parse_baselines(args.baselines)
+    if args.ckpt_meta is not None:
+        values["ckpt_meta"] = parse_ckpt_meta(args.ckpt_meta)
+    if args.wandb is not None:
+        values["use_wandb"] = True
+    if args.no_progress is not None:
+        values["progress"] = False
+    same_name = ("out", "limit", "anchor", "metrics", "batch_size", "workers", "device")
+    same_name += ("coding", "estimate_rate", "task_model", "task_weights")
+    values.update({k: getattr(args, k) for k in same_name if getattr(args, k) is not None})
+    if not values.get("tasks"):
+        raise UsageError("give --task (or --config)")
+    return EvalConfig.from_mapping(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Errors follow lic.errors: one line, exit 2 for usage/input, 1 for runtime failures."""
+    return run_entry_point(lambda: evaluate(argv))
+
+
+def evaluate(argv: list[str] | None = None) -> int:
+    import torch.distributed as dist
+
+    from lic.evaluation.coders import parse_zoo_spec
+    from lic.evaluation.rate_task import failed_images, run
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config = config_from_args(args)
+        for spec in (c for c in config.checkpoints if c.startswith("compressai:")):
+            parse_zoo_spec(spec)
+    except UsageError as err:
+        parser.error(str(err))
+    if "RANK" in os.environ and not dist.is_initialized():  # launched by torchrun
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+        if config.device.startswith("cuda"):
+            config.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    try:
+        rows = run(config)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    failed = failed_images(rows)
+    if failed:  # everything is written; the failures are listed in each cell file
+        print(f"error: {failed} image(s) failed (see {config.out}/cells/*.json)", file=sys.stderr)
+        return 1
+    return 0

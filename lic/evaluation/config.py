@@ -1,0 +1,108 @@
+"""The harness's options as one typed record, shared by `lic eval` and the Python API.
+
+`lic eval` writes the resolved record to `<out>/config.yaml`; `lic eval --config
+<out>/config.yaml` runs it again (finished cells are skipped), from any folder: local paths
+are stored absolute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lic.errors import InputError, UsageError
+
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass
+class EvalConfig:
+    """Everything one evaluation needs; field names are the `lic eval` options' long names.
+
+    `baselines` are classical codec names, `qualities` the grids that replace their defaults
+    (`{jpeg: [5, 10]}`); `ckpt_meta` maps a checkpoint path to `[objective, lambda]` for
+    files that do not record them (official MLIC++ files).
+    """
+
+    checkpoints: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    data_roots: dict[str, str] = field(default_factory=dict)
+    out: str = ""
+    limit: int | None = None
+    baselines: list[str] = field(default_factory=list)
+    qualities: dict[str, list[int]] = field(default_factory=dict)
+    anchor: str | None = None
+    metrics: list[str] | None = None
+    batch_size: int = 16
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    device: str = "auto"
+    coding: str = "workers"
+    estimate_rate: bool = False
+    task_model: str | None = None
+    task_weights: str | None = None
+    ckpt_meta: dict[str, list] = field(default_factory=dict)
+    use_wandb: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.checkpoints = [str(c) for c in self.checkpoints]
+        self.tasks, self.out = list(self.tasks), str(self.out)
+        self.data_roots = {task: str(root) for task, root in self.data_roots.items()}
+        self.baselines = list(self.baselines)
+        self.metrics = list(self.metrics) if self.metrics else None
+        missing = [t for t in self.tasks if t not in self.data_roots]
+        if missing:
+            raise UsageError(f"no data root for task(s) {missing}")
+        if not self.out:
+            raise UsageError("no output folder (--out)")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit {self.limit}: give a positive number of images")
+        if self.metrics and "fidelity" not in self.tasks:
+            raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
+        self.qualities = {name: list(grid) for name, grid in self.qualities.items()}
+        self.ckpt_meta = {path: list(label) for path, label in self.ckpt_meta.items()}
+
+    def resolved(self) -> EvalConfig:
+        """The same run with every local path absolute, so it re-runs from any folder."""
+
+        def absolute(path: str) -> str:
+            return str(Path(path).absolute()) if Path(path).exists() else path
+
+        return dataclasses.replace(
+            self,
+            checkpoints=[absolute(c) for c in self.checkpoints],
+            data_roots={task: absolute(root) for task, root in self.data_roots.items()},
+            out=str(Path(self.out).absolute()),
+            ckpt_meta={absolute(p): label for p, label in self.ckpt_meta.items()},
+        )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> EvalConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"{source}: unknown option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalConfig:
+        """A config written by `lic eval` (or by hand); a malformed file is an input error."""
+        try:
+            values = yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise InputError(f"--config {path}: cannot read it ({err})") from None
+        if not isinstance(values, dict):
+            raise InputError(f"--config {path}: expected a mapping of options")
+        try:
+            return cls.from_mapping(values, f"--config {path}")
+        except TypeError as err:
+            raise InputError(f"--config {path}: {err}") from None
