@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from lic.codecs import create_codec
-from lic.losses import MSE_SCALE, estimated_bpp
+from lic.losses import estimated_bpp
+from lic.metrics.registry import MSE_LOSS_SCALE as MSE_SCALE
 from lic.training import CodecModule
 
 OBJECTIVES = {

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from lic.metrics import create_metric
+from lic.metrics import create_metric, metric_spec
+from lic.metrics.loss import MetricLoss
 
-# CompressAI's convention: MSE on the 0..255 scale, so its lambda grid applies unchanged.
-MSE_SCALE = 255.0**2
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+"""CompressAI's lambda grid for 255^2-scaled MSE (the registry's `mse` loss scale)."""
 
 
 def estimated_bits(likelihoods: Mapping[str, Tensor]) -> Tensor:
@@ -25,15 +25,24 @@ def estimated_bpp(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
     return estimated_bits(likelihoods) / num_pixels
 
 
+def distortion_weights(distortion: str | Mapping[str, float]) -> dict[str, float]:
+    """`mse` -> {mse: 1.0}; a mapping of metric names to non-negative weights as it is."""
+    weights = {distortion: 1.0} if isinstance(distortion, str) else dict(distortion)
+    if not weights or any(w < 0 for w in weights.values()):
+        raise ValueError(f"distortion weights must be non-negative, got {weights}")
+    return weights
+
+
 class RateDistortionLoss(nn.Module):
     """`loss = bpp + lmbda * sum_k w_k D_k(x, x_hat)`.
 
     Args:
         distortion: a metric name (`mse`, `lpips`, `mlclipsim`, `ms_ssim`, ...) or a mapping
-            of names to weights, e.g. `{mse: 1.0, mlclipsim: 0.5}`. `mse` is 255^2-scaled;
-            the others are their registry losses (LPIPS distance, 1 - ML-CLIPSim, ...).
+            of names to weights, e.g. `{mse: 1.0, mlclipsim: 0.5}`. Each term is its registry
+            loss (`MetricSpec.to_loss`: 255^2-scaled MSE, LPIPS distance, 1 - ML-CLIPSim, ...).
         lmbda: rate-distortion trade-off.
         metric_args: per-metric constructor arguments, e.g. `{mlclipsim: {pretrained: ...}}`.
+        metrics: metrics built already (shared with validation), used instead of building.
 
     MS-SSIM has no gradient for reconstructions far from the target (pytorch_msssim clamps
     negative contrast terms to 0), so fine-tune MS-SSIM codecs from MSE ones (`init`), as
@@ -45,22 +54,19 @@ class RateDistortionLoss(nn.Module):
         distortion: str | Mapping[str, float] = "mse",
         lmbda: float = 0.0130,
         metric_args: Mapping[str, Mapping] | None = None,
+        metrics: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        weights = {distortion: 1.0} if isinstance(distortion, str) else dict(distortion)
-        if not weights or any(w < 0 for w in weights.values()):
-            raise ValueError(f"distortion weights must be non-negative, got {weights}")
-        metric_args = dict(metric_args or {})
+        weights = distortion_weights(distortion)
+        metric_args, metrics = dict(metric_args or {}), dict(metrics or {})
         unknown = set(metric_args) - set(weights)
         if unknown:
             raise ValueError(f"metric_args for metrics not in the distortion: {sorted(unknown)}")
         self.lmbda, self.weights = float(lmbda), weights
-        self.terms = nn.ModuleDict(
-            {
-                name: create_metric(name, as_loss=True, **metric_args.get(name, {}))
-                for name in weights
-            }
-        )
+        self.terms = nn.ModuleDict()
+        for name in weights:
+            metric = metrics.get(name) or create_metric(name, **metric_args.get(name, {}))
+            self.terms[name] = MetricLoss(metric, metric_spec(name))
 
     def forward(self, output: Mapping[str, object], target: Tensor) -> dict[str, Tensor]:
         """Returns `loss`, `bpp`, `distortion` and one `d_<name>` entry per term."""
@@ -69,10 +75,7 @@ class RateDistortionLoss(nn.Module):
         x_hat = output["x_hat"]
         distortion = torch.zeros((), device=target.device)
         for name, term in self.terms.items():
-            value = term(target, x_hat).float()
-            if name == "mse":
-                value = value * MSE_SCALE
-            out[f"d_{name}"] = value
+            out[f"d_{name}"] = value = term(target, x_hat).float()
             distortion = distortion + self.weights[name] * value
         out["distortion"] = distortion
         out["loss"] = out["bpp"] + self.lmbda * distortion

@@ -90,7 +90,7 @@ def test_losses_are_scalars_to_minimise(tiny_clip, pair):
         create_metric("psnr", as_loss=True)(x, y), -create_metric("psnr")(x, y).mean()
     )
     torch.testing.assert_close(
-        create_metric("mse", as_loss=True)(x, y), create_metric("mse")(x, y).mean()
+        create_metric("mse", as_loss=True)(x, y), 255.0**2 * create_metric("mse")(x, y).mean()
     )
     torch.testing.assert_close(
         create_metric("ms_ssim", as_loss=True)(x, y), (1 - create_metric("ms_ssim")(x, y)).mean()

@@ -1,49 +1,47 @@
-"""Keep entropy models in float32 under autocast.
+"""Keep entropy models at full precision under autocast.
 
 Under bf16/fp16 autocast, the entropy bottleneck's cumulative-logit matmuls and the Gaussian
 CDFs would run in low precision and the likelihoods (the rate term) would drift. Each entropy
-module of a codec is given a float32 subclass of its own type: no new state, so state dicts
-are unchanged and CompressAI's own classes still load them.
+module gets two forward hooks: before its forward, autocast is switched off and its floating
+inputs are raised to at least float32 (float64 stays float64); after it (also when the forward
+raises), autocast is restored. Classes, state dicts and parameters stay CompressAI's own.
 """
 
 from __future__ import annotations
 
+import threading
+
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyModel
 from torch import Tensor, nn
 
-
-def _float32(*tensors: Tensor | None) -> list[Tensor | None]:
-    return [t.float() if t is not None else None for t in tensors]
-
-
-class Float32EntropyBottleneck(EntropyBottleneck):
-    def forward(self, x: Tensor, training: bool | None = None):
-        with torch.autocast(x.device.type, enabled=False):
-            return super().forward(x.float(), training)
+_MARK = "_lic_full_precision"
+_open = threading.local()  # autocast contexts of the entropy forwards running in this thread
 
 
-class Float32GaussianConditional(GaussianConditional):
-    def forward(
-        self,
-        inputs: Tensor,
-        scales: Tensor,
-        means: Tensor | None = None,
-        training: bool | None = None,
-    ):
-        with torch.autocast(inputs.device.type, enabled=False):
-            return super().forward(*_float32(inputs, scales, means), training)
+def _full_precision(value: object) -> object:
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.to(torch.promote_types(value.dtype, torch.float32))
+    return value
 
 
-_FLOAT32 = {
-    EntropyBottleneck: Float32EntropyBottleneck,
-    GaussianConditional: Float32GaussianConditional,
-}
+def _autocast_off(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+    context = torch.autocast(device, enabled=False)
+    context.__enter__()
+    _open.__dict__.setdefault("stack", []).append(context)
+    return tuple(map(_full_precision, args)), {k: _full_precision(v) for k, v in kwargs.items()}
+
+
+def _autocast_restore(module: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+    _open.stack.pop().__exit__(None, None, None)
 
 
 def keep_entropy_models_fp32(model: nn.Module) -> nn.Module:
-    """Switch every entropy module of `model` to its float32 subclass, in place."""
+    """Hook every entropy module of `model` (once) so it runs at full precision; in place."""
     for module in model.modules():
-        if type(module) in _FLOAT32:
-            module.__class__ = _FLOAT32[type(module)]
+        if isinstance(module, EntropyModel) and not getattr(module, _MARK, False):
+            module.register_forward_pre_hook(_autocast_off, with_kwargs=True)
+            module.register_forward_hook(_autocast_restore, with_kwargs=True, always_call=True)
+            setattr(module, _MARK, True)
     return model

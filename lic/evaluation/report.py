@@ -12,28 +12,8 @@ from lic.codecs.classical import CLASSICAL_CODECS
 from lic.errors import UsageError
 from lic.evaluation.bd import bd_metric, bd_rate
 from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
+from lic.metrics import metric_info
 
-UNITS = {
-    "top1": "%",
-    "top5": "%",
-    "miou": "%",
-    "pixel_acc": "%",
-    "map": "%",
-    "map50": "%",
-    "top1_agreement": "%",
-    "kl": "nats",
-    "accuracy": "%",
-    "precision": "%",
-    "recall": "%",
-    "f1": "%",
-    "yes_ratio": "%",
-    "unparsed": "%",
-    "psnr": "dB",
-    "ms_ssim_db": "dB",
-}
-LOWER_BETTER = {"kl", "unparsed", "lpips"}
-NOT_A_QUALITY = {"yes_ratio"}  # POPE's bias diagnostic: plotted, no BD numbers
-FULL_REFERENCE = {"psnr", "ms_ssim", "ms_ssim_db", "lpips", "mlclipsim"}  # trivial uncompressed
 COLUMNS = [
     "codec",
     "objective",
@@ -110,7 +90,7 @@ def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
     same codec, or for other codecs of the first codec with one), for every task metric."""
     table = []
     for (task, metric), by_curve in sorted(curves(rows).items()):
-        if metric in NOT_A_QUALITY:
+        if not metric_info(metric).is_quality:  # POPE's yes-ratio: plotted, no BD numbers
             continue
         refs = references(by_curve, anchor)
         if not refs:
@@ -121,7 +101,7 @@ def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
                 continue
             ref_rate, ref_value = zip(*by_curve[reference], strict=True)
             rate, value = zip(*points, strict=True)
-            sign = -1.0 if metric in LOWER_BETTER else 1.0  # BD-rate wants "higher is better"
+            sign = -1.0 if metric_info(metric).lower_better else 1.0  # BD wants higher=better
             row = {
                 "task": task,
                 "metric": metric,
@@ -177,12 +157,12 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                 ax.plot(rate, value, style, marker=marker, markersize=4, label=curve_label(curve))
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
-                    if metric in FULL_REFERENCE:  # a perfect score, not a reference level
+                    if metric_info(metric).full_reference:  # a perfect score, not a level
                         continue
                     ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
             ax.set_xlabel("rate (bits per pixel)")
-            ax.set_ylabel(f"{metric} ({UNITS[metric]})" if metric in UNITS else metric)
-            ax.set_title(f"{task}: {metric}")
+            ax.set_ylabel(metric_info(metric).label())
+            ax.set_title(f"{task}: {metric_info(metric).display}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         fig.tight_layout()

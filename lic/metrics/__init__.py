@@ -7,7 +7,15 @@ The registry loads no torch; the metric classes are imported on first use (PEP 5
 from __future__ import annotations
 
 from lic.lazy import lazy_exports
-from lic.metrics.registry import create_metric, list_metrics, metric_spec, register_metric
+from lic.metrics.registry import (
+    MetricInfo,
+    MetricSpec,
+    create_metric,
+    list_metrics,
+    metric_info,
+    metric_spec,
+    register_metric,
+)
 
 _LAZY = {
     "ClipTower": "lic.metrics.clip_tower",
@@ -30,10 +38,13 @@ __all__ = [
     "PSNR",
     "ClipTower",
     "MLCLIPSim",
+    "MetricInfo",
     "MetricLoss",
+    "MetricSpec",
     "create_metric",
     "list_metrics",
     "load_clip_tower",
+    "metric_info",
     "metric_spec",
     "register_metric",
 ]

@@ -6,8 +6,7 @@ import torch
 from pytorch_msssim import ms_ssim
 from torch import Tensor, nn
 
-# Four 2x downsamplings of an 11-tap window: pytorch_msssim's own lower bound on the short side.
-MS_SSIM_MIN_SIDE = 161
+from lic.metrics.registry import MS_SSIM_MIN_SIDE
 
 
 def _check_pair(x: Tensor, y: Tensor) -> None:

@@ -20,14 +20,43 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
+LOSS_FORMS = {"score": lambda s: s, "negative": lambda s: -s, "one_minus": lambda s: 1.0 - s}
+"""How a metric's per-image score becomes a per-image loss (lower is better, 0 at best when
+the metric is bounded)."""
+
+
 @dataclass(frozen=True)
-class MetricSpec:
+class MetricInfo:
+    """What every consumer (losses, training, reports, IQA, PCMP) reads about a number: one
+    record per metric, instead of name tests scattered over the code."""
+
     name: str
-    factory: Callable[..., nn.Module] | str
+    display: str
+    unit: str = ""
+    lower_better: bool = False
+    full_reference: bool = False
+    """Compares a decoded image with its original: the uncompressed value is trivial."""
+    is_quality: bool = True
+    """False for diagnostics (POPE's yes-ratio): plotted, never given BD numbers."""
+
+    def label(self) -> str:
+        return f"{self.display} ({self.unit})" if self.unit else self.display
+
+
+@dataclass(frozen=True)
+class MetricSpec(MetricInfo):
+    """A metric lic can build: `factory(**kwargs)(reference, distorted) -> (N,)`."""
+
+    factory: Callable[..., nn.Module] | str = ""
     """The class or function that builds the metric, or its "module:attribute" path."""
-    lower_better: bool
-    to_loss: Callable[[Tensor], Tensor]
-    """Maps per-image scores to per-image losses (lower is better, 0 at best when bounded)."""
+    loss_form: str = "score"
+    """Key of LOSS_FORMS: the training loss is `loss_scale * form(score)`."""
+    loss_scale: float = 1.0
+    weights: str = ""
+    """The pretrained weights it needs and the argument that supplies them ('' for none)."""
+    min_side: int = 1
+    """Smallest image side the metric accepts (MS-SSIM's five scales need 161 px)."""
+    full_reference: bool = True
 
     def build(self, **kwargs) -> nn.Module:
         factory = self.factory
@@ -36,23 +65,37 @@ class MetricSpec:
             factory = getattr(importlib.import_module(module), attribute)
         return factory(**kwargs)
 
+    def to_loss(self, score: Tensor) -> Tensor:
+        """Per-image loss of per-image scores: `loss_scale * form(score)`."""
+        loss = LOSS_FORMS[self.loss_form](score)
+        return loss * self.loss_scale if self.loss_scale != 1.0 else loss
+
 
 _METRICS: dict[str, MetricSpec] = {}
+_RESULTS: dict[str, MetricInfo] = {}
 
 
-def register_metric(
-    name: str, *, lower_better: bool, to_loss: Callable[[Tensor], Tensor] | None = None
-):
-    """Decorator registering a factory (class or function) that builds the metric."""
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add a buildable metric (its factory may be a "module:attribute" path)."""
+    if spec.name in _METRICS or spec.name in _RESULTS:
+        raise ValueError(f"metric '{spec.name}' is already registered")
+    if spec.loss_form not in LOSS_FORMS:
+        raise ValueError(f"loss_form must be one of {sorted(LOSS_FORMS)}, got '{spec.loss_form}'")
+    _METRICS[spec.name] = spec
+    return spec
 
-    def wrap(factory: Callable[..., nn.Module] | str) -> Callable[..., nn.Module] | str:
-        if name in _METRICS:
-            raise ValueError(f"metric '{name}' is already registered")
-        loss = to_loss or (_identity if lower_better else _negate)
-        _METRICS[name] = MetricSpec(name, factory, lower_better, loss)
-        return factory
 
-    return wrap
+def register_result(info: MetricInfo) -> MetricInfo:
+    """Add a number a task reports (top-1, mAP, ...) that is not an image-pair metric."""
+    if info.name in _METRICS or info.name in _RESULTS:
+        raise ValueError(f"metric '{info.name}' is already registered")
+    _RESULTS[info.name] = info
+    return info
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The record of any metric lic reports; unknown names get a plain record."""
+    return _METRICS.get(name) or _RESULTS.get(name) or MetricInfo(name, name)
 
 
 def list_metrics(pattern: str = "*") -> list[str]:
@@ -77,25 +120,41 @@ def create_metric(name: str, as_loss: bool = False, **kwargs) -> nn.Module:
     return MetricLoss(metric, spec) if as_loss else metric
 
 
-def _identity(score: Tensor) -> Tensor:
-    return score
+MS_SSIM_MIN_SIDE = 161  # four 2x downsamplings of an 11-tap window: pytorch_msssim's bound
+# CompressAI's convention: MSE on the 0..255 scale, so its lambda grid applies unchanged.
+MSE_LOSS_SCALE = 255.0**2
+_CLIP_WEIGHTS = "open_clip pretrained tag or file: pretrained=TAG|PATH (default openai)"
 
+for _spec in (
+    MetricSpec("mse", "MSE", lower_better=True, factory="lic.metrics.pixel:MSE",
+               loss_scale=MSE_LOSS_SCALE),
+    MetricSpec("psnr", "PSNR", "dB", factory="lic.metrics.pixel:PSNR", loss_form="negative"),
+    MetricSpec("ms_ssim", "MS-SSIM", factory="lic.metrics.pixel:MSSSIM",
+               loss_form="one_minus", min_side=MS_SSIM_MIN_SIDE),
+    MetricSpec("lpips", "LPIPS", lower_better=True, factory="lic.metrics.lpips_metric:LPIPS",
+               weights="the lpips package's linear layers and torchvision's AlexNet/VGG weights"),
+    MetricSpec("mlclipsim", "ML-CLIPSim", factory="lic.metrics.mlclipsim:MLCLIPSim",
+               loss_form="one_minus", weights=_CLIP_WEIGHTS),
+    MetricSpec("clip_global", "CLIP cosine", factory="lic.metrics.mlclipsim:clip_global",
+               loss_form="one_minus", weights=_CLIP_WEIGHTS),
+):  # fmt: skip
+    register_metric(_spec)
 
-def _negate(score: Tensor) -> Tensor:
-    return -score
-
-
-def _one_minus(score: Tensor) -> Tensor:
-    return 1.0 - score
-
-
-register_metric("mse", lower_better=True)("lic.metrics.pixel:MSE")
-register_metric("psnr", lower_better=False)("lic.metrics.pixel:PSNR")
-register_metric("ms_ssim", lower_better=False, to_loss=_one_minus)("lic.metrics.pixel:MSSSIM")
-register_metric("lpips", lower_better=True)("lic.metrics.lpips_metric:LPIPS")
-register_metric("mlclipsim", lower_better=False, to_loss=_one_minus)(
-    "lic.metrics.mlclipsim:MLCLIPSim"
-)
-register_metric("clip_global", lower_better=False, to_loss=_one_minus)(
-    "lic.metrics.mlclipsim:clip_global"
-)
+for _info in (
+    MetricInfo("ms_ssim_db", "MS-SSIM", "dB", full_reference=True),
+    MetricInfo("top1", "top-1", "%"),
+    MetricInfo("top5", "top-5", "%"),
+    MetricInfo("miou", "mIoU", "%"),
+    MetricInfo("pixel_acc", "pixel accuracy", "%"),
+    MetricInfo("map", "mAP@[.5:.95]", "%"),
+    MetricInfo("map50", "mAP@.5", "%"),
+    MetricInfo("top1_agreement", "top-1 agreement", "%"),
+    MetricInfo("kl", "KL to uncompressed", "nats", lower_better=True),
+    MetricInfo("accuracy", "accuracy", "%"),
+    MetricInfo("precision", "precision", "%"),
+    MetricInfo("recall", "recall", "%"),
+    MetricInfo("f1", "F1", "%"),
+    MetricInfo("yes_ratio", "yes ratio", "%", is_quality=False),
+    MetricInfo("unparsed", "unparsed answers", "%", lower_better=True),
+):
+    register_result(_info)

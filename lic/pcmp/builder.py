@@ -20,8 +20,8 @@ from pathlib import Path
 
 from lic.data.images import ImageReadError, list_images, load_image, save_image
 from lic.errors import InputError, UsageError
-from lic.pcmp.defaults import DEFAULT_FAMILIES, DEFAULT_TARGETS, DEFAULT_VOTERS
-from lic.pcmp.distortions import FAMILIES, Family, codec_family, image_seed
+from lic.pcmp.defaults import DEFAULT_FAMILIES, DEFAULT_TARGETS, DEFAULT_VOTERS, FAMILY_NAMES
+from lic.pcmp.distortions import Family, create_family, image_seed
 from lic.pcmp.distortions import match_psnr as match_family
 from lic.pcmp.voters import VoterPanel, consistency, soft_label
 
@@ -114,18 +114,14 @@ def build(
 ) -> dict:
     """Process this shard's references not yet done; merge when there is one shard."""
     refs, out = Path(refs), Path(out)
-    unknown = [f for f in families if f not in FAMILIES and f != "codec"]
+    unknown = [f for f in families if f not in FAMILY_NAMES]
     if unknown:
-        raise UsageError(f"unknown families {unknown}; known: {[*FAMILIES, 'codec']}")
+        raise UsageError(f"unknown families {unknown}; known: {list(FAMILY_NAMES)}")
     paths = list_images(refs)[:limit]  # a missing folder fails here, before any output
     if not paths:
         raise InputError(f"{refs}: no reference images (suffixes .png .jpg .webp ...)")
     (out / "refs").mkdir(parents=True, exist_ok=True)
-    chosen = [FAMILIES[f] for f in families if f != "codec"]
-    if "codec" in families:
-        if not codec_checkpoints:
-            raise UsageError("the 'codec' family needs codec checkpoints (--codec-ckpt)")
-        chosen.append(codec_family(codec_checkpoints))
+    chosen = [create_family(f, codec_checkpoints) for f in families]
     index, count = shard
     mine = paths[index::count]
     panel = VoterPanel(voters, voter_weights, device)

@@ -17,7 +17,9 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from lic.codecs.classical import classical_codec
+from lic.errors import UsageError
 from lic.metrics.pixel import PSNR
+from lic.pcmp.defaults import FAMILY_NAMES
 
 _psnr = PSNR()
 
@@ -100,6 +102,8 @@ def codec_family(checkpoints: Sequence[str]) -> Family:
     rate (so by lambda) as given."""
     from lic.codecs import BitstreamCodec, load_checkpoint
 
+    if not checkpoints:
+        raise UsageError("the 'codec' family needs codec checkpoints (--codec-ckpt)")
     codecs = [BitstreamCodec(load_checkpoint(p)[0]) for p in checkpoints]
 
     def apply(image: Tensor, k: float, seed: int) -> Tensor:
@@ -107,6 +111,13 @@ def codec_family(checkpoints: Sequence[str]) -> Family:
         return codec.decode(codec.encode(image))[0].cpu()
 
     return Family("codec", apply, 0, len(codecs) - 1, True, tuple(range(len(codecs))))
+
+
+def create_family(name: str, codec_checkpoints: Sequence[str] = ()) -> Family:
+    """Family `name` of FAMILY_NAMES; `codec` is built from lic checkpoints."""
+    if name not in FAMILY_NAMES:
+        raise UsageError(f"unknown family '{name}'; known: {list(FAMILY_NAMES)}")
+    return FAMILIES[name] if name in FAMILIES else codec_family(codec_checkpoints)
 
 
 @dataclass

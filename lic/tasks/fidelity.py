@@ -27,8 +27,7 @@ from torch import Tensor, nn
 
 from lic.data.images import list_images, load_image
 from lic.errors import UsageError
-from lic.metrics import create_metric
-from lic.metrics.pixel import MS_SSIM_MIN_SIDE
+from lic.metrics import create_metric, metric_spec
 from lic.tasks.base import Accumulator, Task
 
 METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
@@ -121,11 +120,13 @@ class FidelityTask(Task):
 
     def load(self, index: int) -> tuple[Tensor, Tensor]:
         image = load_image(self.samples[index])
-        if "ms_ssim" in self.chosen and min(image.shape[-2:]) < MS_SSIM_MIN_SIDE:
-            raise ValueError(
-                f"{self.samples[index]}: MS-SSIM needs both sides >= {MS_SSIM_MIN_SIDE} px, "
-                f"got {tuple(image.shape[-2:])}"
-            )
+        for name in self.chosen:
+            spec = metric_spec(name)
+            if min(image.shape[-2:]) < spec.min_side:
+                raise ValueError(
+                    f"{self.samples[index]}: {spec.display} needs both sides >= "
+                    f"{spec.min_side} px, got {tuple(image.shape[-2:])}"
+                )
         return image, image
 
     def build_model(self, device: torch.device) -> nn.Module:

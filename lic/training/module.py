@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lic.codecs.checkpoint import (
     CODEC_PREFIX,
@@ -17,19 +17,8 @@ from lic.codecs.checkpoint import (
 from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
 from lic.codecs.registry import codec_stride, create_codec
 from lic.errors import LicError
-from lic.losses import RateDistortionLoss
-from lic.metrics import create_metric
-from lic.metrics.pixel import MS_SSIM_MIN_SIDE
-
-VALIDATION_SUMMARY = (
-    ("bpp_real", "bpp (real)", "", 4),
-    ("bpp", "bpp (estimated)", "", 4),
-    ("psnr", "PSNR", " dB", 2),
-    ("ms_ssim", "MS-SSIM", "", 4),
-    ("mlclipsim", "ML-CLIPSim", "", 4),
-    ("lpips", "LPIPS", "", 4),
-)
-"""(logged key, label, unit, decimals) printed after each validation."""
+from lic.losses import RateDistortionLoss, distortion_weights
+from lic.metrics import create_metric, metric_info, metric_spec
 
 
 class NonFiniteLossError(LicError):
@@ -78,8 +67,9 @@ class CodecModule(L.LightningModule):
         self.codec = create_codec(codec, **dict(codec_args or {}))
         if init:
             init_codec_weights(self.codec, init)
-        self.criterion = RateDistortionLoss(distortion, lmbda, metric_args)
-        self.val_metric_fns = {name: self._metric(name) for name in val_metrics}
+        self.metrics = self._build_metrics(distortion, val_metrics, metric_args or {})
+        self.criterion = RateDistortionLoss(distortion, lmbda, metrics=self.metrics)
+        self.val_metric_names = tuple(dict.fromkeys(val_metrics))
         self.stride = codec_stride(self.codec)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.codec.to(memory_format=self.memory_format)
@@ -87,11 +77,17 @@ class CodecModule(L.LightningModule):
         self.register_buffer("skipped_images", torch.zeros((), dtype=torch.long), persistent=False)
         self._bitstream_codec: BitstreamCodec | None = None
 
-    def _metric(self, name: str) -> torch.nn.Module:
-        """Validation metric, sharing the loss's instance (and its frozen network) if any."""
-        if name in self.criterion.terms:
-            return self.criterion.terms[name].metric
-        return create_metric(name, **(self.hparams.metric_args or {}).get(name, {}))
+    @staticmethod
+    def _build_metrics(
+        distortion: str | dict[str, float], val_metrics: Sequence[str], metric_args: dict
+    ) -> nn.ModuleDict:
+        """Every metric the module uses, once: submodules, so they follow `.to(device)`; the
+        loss and validation share an instance (and its frozen network)."""
+        names = list(dict.fromkeys([*distortion_weights(distortion), *val_metrics]))
+        unknown = sorted(set(metric_args) - set(names))
+        if unknown:
+            raise ValueError(f"metric_args for metrics not in distortion or val_metrics: {unknown}")
+        return nn.ModuleDict({n: create_metric(n, **dict(metric_args.get(n) or {})) for n in names})
 
     # ---- optimisation ----------------------------------------------------------------------
     def _parameter_groups(self) -> tuple[list[Tensor], list[Tensor]]:
@@ -170,10 +166,9 @@ class CodecModule(L.LightningModule):
         out = self._forward(x)
         out["x_hat"] = out["x_hat"].clamp(0, 1)
         logs = {f"val/{k}": v for k, v in self.criterion(out, x).items()}
-        for name, metric in self.val_metric_fns.items():
-            if name == "ms_ssim" and min(h, w) < MS_SSIM_MIN_SIDE:
-                continue
-            logs[f"val/{name}"] = metric(x, out["x_hat"]).mean()
+        for name in self.val_metric_names:
+            if min(h, w) >= metric_spec(name).min_side:
+                logs[f"val/{name}"] = self.metrics[name](x, out["x_hat"]).mean()
         if self._bitstream_codec is not None:
             real = [bitstream_bpp(self._bitstream_codec.encode(img), h, w) for img in x]
             logs["val/bpp_real"] = torch.tensor(real).mean()
@@ -186,9 +181,14 @@ class CodecModule(L.LightningModule):
             return
         metrics = self.trainer.callback_metrics
         parts = [f"step {self.global_step} validation:"]
-        for key, label, unit, digits in VALIDATION_SUMMARY:
+        shown = [("bpp_real", "bpp (real)", ""), ("bpp", "bpp (estimated)", "")]
+        for name in self.val_metric_names:
+            info = metric_info(name)
+            shown.append((name, info.display, info.unit))
+        for key, label, unit in shown:
             if f"val/{key}" in metrics:
-                parts.append(f"{label} {float(metrics[f'val/{key}']):.{digits}f}{unit}")
+                value = float(metrics[f"val/{key}"])
+                parts.append(f"{label} {value:.2f} {unit}" if unit else f"{label} {value:.4f}")
         self.print(" ".join(parts))
 
     # ---- checkpoints ---------------------------------------------------------------------
