@@ -1,0 +1,74 @@
+"""Golden numbers: an unintended change of a bitstream, a metric value or a curve point fails
+here, not in a reviewer's plot. Regenerate a pin only for an intended change, and say why in
+the commit."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import pytest
+import torch
+from conftest import photo_like, save_rgb, write_codec_checkpoint
+
+from lic.codecs import BitstreamCodec, create_codec
+from lic.evaluation import run
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_seeded_codec_bitstream_and_decoded_pixels():
+    torch.manual_seed(0)
+    model = create_codec("bmshj2018-hyperprior", N=16, M=24).eval()
+    model.update(force=True)
+    codec = BitstreamCodec(model)
+    data = codec.encode(photo_like(128, 192, seed=3))
+    decoded = (codec.decode(data)[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    assert (len(data), sha256(data)) == (GOLDEN_BYTES, GOLDEN_DIGEST)
+    assert sha256(decoded.numpy().tobytes()) == GOLDEN_PIXELS
+
+
+def test_seeded_mlclipsim_score_on_a_fixed_pair(make_mlclipsim):
+    metric = make_mlclipsim(seed=0)
+    x = photo_like(96, 128, seed=1)[None]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    y = (x + 0.05 * noise).clamp(0, 1)
+    assert metric(x, y).item() == pytest.approx(GOLDEN_MLCLIPSIM, abs=1e-5)
+    assert metric(x, x).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_one_rate_task_cell_on_fixed_data(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(2):
+        save_rgb(images / f"im{seed}.png", photo_like(96, 128, seed=seed))
+    ckpt = write_codec_checkpoint(tmp_path / "codec.ckpt", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rows = run(
+            checkpoints=[str(ckpt)],
+            tasks=["consistency"],
+            data_roots={"consistency": str(images)},
+            out=tmp_path / "out",
+            task_model="resnet18",
+            task_weights="none",
+            workers=0,
+            device="cpu",
+            progress=False,
+        )
+    cell = {r["metric"]: r for r in rows if r["codec"] != "uncompressed"}
+    assert cell["top1_agreement"]["value"] == GOLDEN_AGREEMENT
+    assert cell["kl"]["value"] == pytest.approx(GOLDEN_KL, rel=1e-4)
+    assert cell["kl"]["bpp"] == pytest.approx(GOLDEN_BPP, rel=1e-9)
+
+
+# bmshj2018-hyperprior N=16 M=24, torch.manual_seed(0), photo_like(128, 192, seed=3)
+GOLDEN_BYTES = 145
+GOLDEN_DIGEST = "8a697839bfe5b70927735666cc78b74ccf151219d5811a7b3f3d43feff2a3a73"
+GOLDEN_PIXELS = "20257f5e5833124a9675d53ba279444be18a6c6ccd9680f4ad77470372c165bf"
+# the tiny test tower (conftest), seed 0, default layers and alpha
+GOLDEN_MLCLIPSIM = 0.9961228
+# that codec's checkpoint, two photo_like images, seeded random ResNet-18
+GOLDEN_AGREEMENT, GOLDEN_KL, GOLDEN_BPP = 100.0, 0.8980777, 0.040338010204081634
