@@ -18,6 +18,7 @@ from pathlib import Path
 from lic.cli_data import add_data_command, add_export_command
 from lic.devices import resolve_device
 from lic.errors import run_entry_point
+from lic.weights import random_weights
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -392,7 +393,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
     towers = []
     for spec in args.towers:
         model, _, pretrained = spec.partition(":")
-        towers.append((model, None if pretrained.lower() in ("", "none") else pretrained))
+        towers.append((model, None if not pretrained or random_weights(pretrained) else pretrained))
     layer_sets = [None if s == "default" else [int(i) for i in s.split(",")] for s in args.layers]
     rows = ablate(
         dataset, towers, layer_sets, args.alphas, args.resize, resolve_device(args.device)

@@ -13,6 +13,13 @@ from urllib.parse import urlparse
 from lic.errors import LicError
 
 _TRUE = {"1", "true", "yes", "on"}
+RANDOM_WEIGHTS = "none"
+"""The weights name that asks for a randomly initialised (seeded) model: pipeline checks."""
+
+
+def random_weights(name: str | None) -> bool:
+    """True when `name` asks for random weights (`none`, any case)."""
+    return name is not None and name.lower() == RANDOM_WEIGHTS
 
 
 class WeightsUnavailableError(LicError, RuntimeError):

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lic.pcmp.defaults import CONSISTENCY_MODES, DEFAULT_VOTERS
-from lic.tasks.base import build_model, reference_transform, weights_member
 from lic.tasks.classification import ClassifierInput
+from lic.tasks.models import ModelRef
 
 # Different families: residual, depthwise-efficient, transformer, modernised ConvNet.
 
@@ -45,7 +45,8 @@ def soft_label(consistency_a: Mapping[str, float], consistency_b: Mapping[str, f
 
 
 class VoterPanel:
-    """Classifiers by torchvision name; `weights='none'` gives random ones (tests only)."""
+    """Classifiers by torchvision name (or `timm:NAME`); `weights='none'` gives random ones
+    (tests only)."""
 
     def __init__(
         self,
@@ -56,11 +57,9 @@ class VoterPanel:
         self.names, self.device = list(names), torch.device(device)
         self.models, self.inputs = {}, {}
         for name in self.names:
-            member = weights_member(name, weights)
-            self.models[name] = build_model(
-                name, member, weights, self.device, "the voter", "--voter-weights none"
-            )
-            self.inputs[name] = ClassifierInput(reference_transform(name, member))
+            ref = ModelRef.parse(name, weights)
+            self.models[name] = ref.build(self.device, "the voter", "--voter-weights none")
+            self.inputs[name] = ClassifierInput(ref.transform())
 
     @torch.inference_mode()
     def probabilities(self, images: Sequence[Tensor]) -> dict[str, Tensor]:

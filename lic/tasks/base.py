@@ -17,68 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from lic.data.images import DatasetLayoutError
-from lic.weights import require_hub_file
+from lic.tasks.models import ModelRef
 
-__all__ = ["Accumulator", "DatasetLayoutError", "Task", "build_model"]
-
-
-def build_model(
-    name: str,
-    weights,
-    weights_name: str,
-    device: torch.device,
-    who: str,
-    random_flag: str = "--task-weights none",
-    **random_kwargs,
-) -> nn.Module:
-    """An eval-mode torchvision model (weights enum member or None: random, seeded so every
-    run builds the same one) or `timm:NAME` (pretrained unless weights_name is 'none').
-    `random_flag` is the option that asks for random weights, named when weights are missing."""
-    if name.startswith("timm:"):
-        import timm
-
-        return (
-            timm.create_model(name[5:], pretrained=weights_name.lower() != "none").eval().to(device)
-        )
-    import torchvision.models as tvm
-
-    if weights is not None:
-        require_hub_file(
-            weights.url,
-            f"{who} {name}",
-            f"; or pass {random_flag} to check the pipeline with random weights "
-            "(its numbers then mean nothing)",
-        )
-        return tvm.get_model(name, weights=weights).eval().to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return tvm.get_model(name, weights=None, **random_kwargs).eval().to(device)
-
-
-def weights_member(name: str, weights_name: str):
-    """torchvision weights enum member of model `name` ('DEFAULT', a member name), or None
-    for 'none' and timm models."""
-    import torchvision.models as tvm
-
-    if name.startswith("timm:") or weights_name.lower() == "none":
-        return None
-    enum = tvm.get_model_weights(name)
-    try:
-        return enum.DEFAULT if weights_name == "DEFAULT" else enum[weights_name]
-    except KeyError:
-        raise ValueError(
-            f"{name} has no weights '{weights_name}'; choose from "
-            f"{[w.name for w in enum]} or 'none'"
-        ) from None
-
-
-def reference_transform(name: str, weights):
-    """The weights' transforms (sizes, mean/std), also for random weights; None for timm."""
-    import torchvision.models as tvm
-
-    if name.startswith("timm:"):
-        return None
-    return (weights or tvm.get_model_weights(name).DEFAULT).transforms()
+__all__ = ["Accumulator", "DatasetLayoutError", "Task"]
 
 
 class Accumulator(ABC):
@@ -108,10 +49,11 @@ class Task(ABC):
 
     Args:
         root: dataset root in the task's official layout.
-        model: torchvision model name (`torchvision.models.list_models()`), or `timm:NAME`.
+        model: a name in the task's `model_family` (torchvision: `list_models()`) or
+            `FAMILY:NAME` (`timm:convnext_tiny`); see `lic.tasks.models`.
         weights: torchvision weights enum member name (e.g. `IMAGENET1K_V2`), `DEFAULT`, or
-            `none` for random weights (tests only). timm models: anything but `none` loads
-            timm's pretrained weights.
+            `none` for random weights (tests only). timm and transformers models: anything
+            but `none` loads their pretrained weights.
         limit: use only the first `limit` samples.
     """
 
@@ -120,6 +62,7 @@ class Task(ABC):
     default_weights: str
     metrics: tuple[str, ...]
     metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
+    model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
 
     def __init__(
         self,
@@ -133,6 +76,7 @@ class Task(ABC):
             raise DatasetLayoutError(f"{self.root}: no such directory ({self.layout_hint()})")
         self.model_name = model or self.default_model
         self.weights_name = weights or (self.default_weights if model is None else "DEFAULT")
+        self.model_ref = ModelRef.parse(self.model_name, self.weights_name, self.model_family)
         self.samples = self.find_samples()
         if limit is not None:
             self.samples = self.samples[:limit]
@@ -164,26 +108,13 @@ class Task(ABC):
         return len(self.samples)
 
     # ---- model --------------------------------------------------------------------------
-    def weights_enum(self):
-        """The torchvision weights member named by `weights`, or None (random / timm)."""
-        return weights_member(self.model_name, self.weights_name)
-
-    def preprocess_reference(self):
-        """The weights' transforms, used for sizes and normalisation even when random."""
-        return reference_transform(self.model_name, self.weights_enum())
-
     def model_kwargs(self) -> dict:
         """Constructor arguments for random (`none`) weights, e.g. the number of classes."""
         return {}
 
     def build_model(self, device: torch.device) -> nn.Module:
-        return build_model(
-            self.model_name,
-            self.weights_enum(),
-            self.weights_name,
-            device,
-            f"the {self.name} task model",
-            **self.model_kwargs(),
+        return self.model_ref.build(
+            device, f"the {self.name} task model", "--task-weights none", **self.model_kwargs()
         )
 
     @abstractmethod

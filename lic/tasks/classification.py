@@ -55,7 +55,7 @@ class ClassifierTask(Task):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.input = ClassifierInput(self.preprocess_reference())
+        self.input = ClassifierInput(self.model_ref.transform())
 
     def predict(
         self, model: nn.Module, images: list[Tensor], targets: Sequence = ()

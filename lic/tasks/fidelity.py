@@ -29,6 +29,7 @@ from lic.data.images import list_images, load_image
 from lic.errors import UsageError
 from lic.metrics import create_metric, metric_spec
 from lic.tasks.base import Accumulator, Task
+from lic.weights import random_weights
 
 METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
 DB_CAP = 100.0  # the dB forms stay finite for lossless images (PSNR's own cap)
@@ -42,7 +43,7 @@ def ms_ssim_db(score: float) -> float:
 def build_metrics(names: Sequence[str], tower: str, tag: str) -> nn.ModuleDict:
     """The metric modules, pretrained (raising WeightsUnavailableError offline) or, for
     tag 'none', random."""
-    pretrained = tag.lower() != "none"
+    pretrained = not random_weights(tag)
     options = {
         "lpips": {"pretrained": pretrained},
         "mlclipsim": {"model": tower, "pretrained": tag if pretrained else None},

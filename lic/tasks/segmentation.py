@@ -82,7 +82,7 @@ class VOCSegmentationTask(Task):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        ref = self.preprocess_reference()
+        ref = self.model_ref.transform()
         self.resize = int(ref.resize_size[0]) if ref is not None else 520
         self.mean = torch.tensor(ref.mean if ref is not None else (0.485, 0.456, 0.406))
         self.std = torch.tensor(ref.std if ref is not None else (0.229, 0.224, 0.225))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lic.weights import WeightsUnavailableError, is_reachable
+from lic.weights import WeightsUnavailableError, is_reachable, random_weights
 
 DEFAULT_VLM = "OpenGVLab/InternVL3-1B-hf"
 PRETRAINED = ("DEFAULT", "pretrained")
@@ -123,14 +123,14 @@ def load_vlm(name: str, weights: str, device: torch.device, **options) -> Vision
     """`name`: hub id or local folder; `weights`: DEFAULT (pretrained) or none (random
     weights from the model's config, seeded: tests and smoke runs)."""
     transformers = _transformers()
-    if weights not in (*PRETRAINED, "none"):
+    if weights not in PRETRAINED and not random_weights(weights):
         raise ValueError(f"VLM weights must be DEFAULT (pretrained) or none, not '{weights}'")
     require_model_files(name)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     auto = transformers.AutoModelForImageTextToText
     try:
         processor = transformers.AutoProcessor.from_pretrained(name)
-        if weights == "none":
+        if random_weights(weights):
             config = transformers.AutoConfig.from_pretrained(name)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)

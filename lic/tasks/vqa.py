@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from lic.data.images import load_image
 from lic.tasks.answers import LETTERS, parse_choice, parse_yes_no
 from lic.tasks.base import Accumulator, DatasetLayoutError, Task
-from lic.tasks.vlm import DEFAULT_VLM, VisionLanguageModel, load_vlm
+from lic.tasks.vlm import DEFAULT_VLM, VisionLanguageModel
 
 
 @dataclass(frozen=True)
@@ -135,16 +134,8 @@ class VLMTask(Task):
 
     default_model = DEFAULT_VLM
     default_weights = "DEFAULT"
+    model_family = "transformers"
     samples: list[tuple[Path, list[Question]]]
-
-    def weights_enum(self):
-        return None
-
-    def preprocess_reference(self):
-        return None
-
-    def build_model(self, device: torch.device) -> VisionLanguageModel:
-        return load_vlm(self.model_name, self.weights_name, device)
 
     def load(self, index: int) -> tuple[Tensor, list[Question]]:
         path, questions = self.samples[index]

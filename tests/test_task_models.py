@@ -1,0 +1,42 @@
+"""One factory for task models: names, families and weights read in one place."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lic.tasks.models import ModelRef
+from lic.weights import WeightsUnavailableError, random_weights
+
+
+def test_names_and_families():
+    assert ModelRef.parse("resnet50", "DEFAULT") == ModelRef("torchvision", "resnet50", "DEFAULT")
+    assert ModelRef.parse("timm:convnext_tiny", "none").family == "timm"
+    vlm = ModelRef.parse("OpenGVLab/InternVL3-1B-hf", "DEFAULT", default_family="transformers")
+    assert vlm.family == "transformers" and vlm.name == "OpenGVLab/InternVL3-1B-hf"
+    assert ModelRef.parse("./folder:with:colons", "none").name == "./folder:with:colons"
+    assert random_weights("None") and random_weights("none") and not random_weights("DEFAULT")
+    assert not random_weights(None)
+
+
+def test_torchvision_weights_and_transforms():
+    ref = ModelRef.parse("resnet18", "IMAGENET1K_V1")
+    assert ref.weights_member().name == "IMAGENET1K_V1"
+    assert ModelRef.parse("resnet18", "none").weights_member() is None
+    assert ModelRef.parse("resnet18", "none").transform().crop_size == [224]  # sizes kept
+    assert ModelRef.parse("timm:resnet18", "none").transform() is None
+    with pytest.raises(ValueError, match="has no weights 'NOPE'"):
+        ModelRef.parse("resnet18", "NOPE").weights_member()
+
+
+def test_random_models_are_seeded_and_missing_weights_name_the_flag(monkeypatch):
+    ref = ModelRef.parse("resnet18", "none")
+    a, b = (ref.build(torch.device("cpu"), "the voter", "--voter-weights none") for _ in "ab")
+    assert not a.training
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    monkeypatch.setenv("LIC_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent/torch-home")
+    with pytest.raises(WeightsUnavailableError, match="--voter-weights none"):
+        ModelRef.parse("resnet18", "DEFAULT").build(
+            torch.device("cpu"), "the voter", "--voter-weights none"
+        )
