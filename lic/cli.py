@@ -17,26 +17,9 @@ from pathlib import Path
 
 from lic.cli_data import add_data_command, add_export_command
 from lic.devices import resolve_device
-from lic.errors import run_entry_point
+from lic.errors import UsageError, run_entry_point
+from lic.metrics.options import add_option_flag, metric_options
 from lic.weights import random_weights
-
-
-def _option(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON when it parses (numbers, lists, null), else a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _add_option_flag(parser: argparse.ArgumentParser, metavar: str, help_text: str) -> None:
-    """Repeatable `-o KEY=VALUE` metric arguments (values read as JSON when they parse)."""
-    parser.add_argument(
-        "-o", "--option", type=_option, action="append", default=[], metavar=metavar, help=help_text
-    )
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +35,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pairs", nargs="*", metavar="REF DIST", help="reference, distorted, ...")
     p.add_argument("--ref-dir", type=Path)
     p.add_argument("--dist-dir", type=Path)
-    _add_option_flag(p, "KEY=VALUE", "metric argument, e.g. -o pretrained=/path/clip.bin")
+    add_option_flag(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="write a CSV of all pairs here")
     _add_limits(p, "replace an existing --out CSV (atomically)")
@@ -83,7 +66,8 @@ def _run_score(args: argparse.Namespace) -> int:
     set_pixel_limit(args.max_pixels)
     device = resolve_device(args.device)
     try:
-        metric = create_metric(args.metric, **dict(args.option)).to(device).eval()
+        options = metric_options(args.option, [args.metric]).get(args.metric, {})
+        metric = create_metric(args.metric, **options).to(device).eval()
     except (TypeError, ValueError) as err:  # unknown or invalid -o option
         parser.error(f"--metric {args.metric}: {err}")
 
@@ -261,17 +245,6 @@ def _run_pcmp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metric_options(options: list[tuple[str, object]]) -> dict[str, dict]:
-    """`-o mlclipsim.pretrained=/path` -> {"mlclipsim": {"pretrained": "/path"}}."""
-    out: dict[str, dict] = {}
-    for key, value in options:
-        metric, sep, name = key.partition(".")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"expected METRIC.KEY=VALUE, got '{key}'")
-        out.setdefault(metric, {})[name] = value
-    return out
-
-
 def _add_iqa(sub: argparse._SubParsersAction) -> None:
     from lic.iqa import READERS
     from lic.metrics import list_metrics
@@ -289,7 +262,7 @@ def _add_iqa(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=Path, help="write the table as CSV here")
         if name == "iqa":
             p.add_argument("--metrics", nargs="+", required=True, choices=list_metrics())
-            _add_option_flag(p, "METRIC.KEY=VALUE", "e.g. -o mlclipsim.alpha=0.3")
+            add_option_flag(p)
             p.add_argument("--bootstrap", type=int, default=1000)
             p.add_argument(
                 "--cache",
@@ -346,8 +319,8 @@ def _run_iqa(args: argparse.Namespace) -> int:
 
     try:
         dataset = read_dataset(args.dataset, args.root)
-        options = _metric_options(args.option)
-    except (DatasetLayoutError, argparse.ArgumentTypeError) as err:
+        options = metric_options(args.option, args.metrics)
+    except (DatasetLayoutError, UsageError) as err:
         args.parser.error(str(err))
     cache = args.cache or Path.home() / ".cache" / "lic" / "iqa" / args.dataset
     rows = evaluate(

@@ -20,6 +20,7 @@ from typing import Any
 from lic.codecs.classical import CLASSICAL_CODECS, classical_codec
 from lic.errors import UsageError, run_entry_point
 from lic.evaluation.config import EvalConfig
+from lic.metrics.options import add_option_flag, metric_options
 
 
 def parse_roots(entries: list[str], tasks: list[str]) -> dict[str, str]:
@@ -139,6 +140,7 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
         choices=FidelityTask.metric_choices,
         help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
     )
+    add_option_flag(p)
 
 
 def _add_execution(p: argparse.ArgumentParser) -> None:
@@ -204,6 +206,11 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         values["baselines"], values["qualities"] = parse_baselines(args.baselines)
     if args.ckpt_meta is not None:
         values["ckpt_meta"] = parse_ckpt_meta(args.ckpt_meta)
+    if args.option:
+        from lic.tasks.fidelity import METRICS
+
+        metrics = args.metrics or values.get("metrics") or METRICS
+        values["metric_args"] = metric_options(args.option, metrics)
     if args.wandb is not None:
         values["use_wandb"] = True
     if args.no_progress is not None:

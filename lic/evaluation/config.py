@@ -26,8 +26,9 @@ class EvalConfig:
     """Everything one evaluation needs; field names are the `lic eval` options' long names.
 
     `baselines` are classical codec names, `qualities` the grids that replace their defaults
-    (`{jpeg: [5, 10]}`); `ckpt_meta` maps a checkpoint path to `[objective, lambda]` for
-    files that do not record them (official MLIC++ files).
+    (`{jpeg: [5, 10]}`); `metric_args` the fidelity metrics' constructor arguments
+    (`{mlclipsim: {pretrained: /path/clip.bin}}`); `ckpt_meta` maps a checkpoint path to
+    `[objective, lambda]` for files that do not record them (official MLIC++ files).
     """
 
     checkpoints: list[str] = field(default_factory=list)
@@ -39,6 +40,7 @@ class EvalConfig:
     qualities: dict[str, list[int]] = field(default_factory=dict)
     anchor: str | None = None
     metrics: list[str] | None = None
+    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 16
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     device: str = "auto"

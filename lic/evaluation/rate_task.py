@@ -299,6 +299,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             weights=config.task_weights,
             limit=config.limit,
             metrics=config.metrics,
+            metric_args=config.metric_args,
         )
         model = None
         for coder in coders:

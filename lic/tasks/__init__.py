@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from lic.tasks.base import Accumulator, DatasetLayoutError, Task
 from lic.tasks.classification import ConsistencyTask, ImageNetTask
@@ -32,12 +32,16 @@ def create_task(
     weights: str | None = None,
     limit: int | None = None,
     metrics: Sequence[str] | None = None,
+    metric_args: Mapping[str, Mapping] | None = None,
 ) -> Task:
     """Task `name` on `root`; `metrics` chooses among a task's `metric_choices` (fidelity)
-    and is ignored by tasks whose metrics are fixed."""
+    and `metric_args` are their constructor arguments; tasks whose metrics are fixed ignore
+    both."""
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
-    options = {"metrics": metrics} if metrics and TASKS[name].metric_choices else {}
+    options = {}
+    if TASKS[name].metric_choices:  # tasks whose metrics are chosen take their arguments too
+        options = {"metrics": metrics, "metric_args": metric_args}
     return TASKS[name](root, model=model, weights=weights, limit=limit, **options)
 
 

@@ -19,7 +19,7 @@ image is coded. `weights='none'` builds LPIPS and ML-CLIPSim with random weights
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -40,9 +40,11 @@ def ms_ssim_db(score: float) -> float:
     return min(DB_CAP, -10.0 * math.log10(max(1.0 - score, 10 ** (-DB_CAP / 10))))
 
 
-def build_metrics(names: Sequence[str], tower: str, tag: str) -> nn.ModuleDict:
+def build_metrics(
+    names: Sequence[str], tower: str, tag: str, metric_args: Mapping[str, Mapping] | None = None
+) -> nn.ModuleDict:
     """The metric modules, pretrained (raising WeightsUnavailableError offline) or, for
-    tag 'none', random."""
+    tag 'none', random; `metric_args` replace or add constructor arguments."""
     pretrained = not random_weights(tag)
     options = {
         "lpips": {"pretrained": pretrained},
@@ -50,7 +52,12 @@ def build_metrics(names: Sequence[str], tower: str, tag: str) -> nn.ModuleDict:
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random networks (tests) are the same in every run
-        return nn.ModuleDict({n: create_metric(n, **options.get(n, {})).eval() for n in names})
+        return nn.ModuleDict(
+            {
+                n: create_metric(n, **options.get(n, {}), **dict((metric_args or {}).get(n, {})))
+                for n in names
+            }
+        )
 
 
 class FidelityAccumulator(Accumulator):
@@ -97,6 +104,7 @@ class FidelityTask(Task):
         weights: str | None = None,
         limit: int | None = None,
         metrics: Sequence[str] | None = None,
+        metric_args: Mapping[str, Mapping] | None = None,
     ) -> None:
         chosen = tuple(dict.fromkeys(metrics or METRICS))
         unknown = [m for m in chosen if m not in METRICS]
@@ -107,7 +115,11 @@ class FidelityTask(Task):
         self.metrics = tuple(
             n for m in chosen for n in ((m, "ms_ssim_db") if m == "ms_ssim" else (m,))
         )
-        self._nets = build_metrics(chosen, self.model_name, self.weights_name)
+        self.metric_args = {n: dict(a) for n, a in (metric_args or {}).items() if a}
+        unknown = sorted(set(self.metric_args) - set(chosen))
+        if unknown:
+            raise UsageError(f"metric arguments for metrics not chosen: {unknown}")
+        self._nets = build_metrics(chosen, self.model_name, self.weights_name, self.metric_args)
 
     def __getstate__(self) -> dict:
         """Loader workers only read images: they get the task without its networks."""
@@ -150,4 +162,5 @@ class FidelityTask(Task):
         return FidelityAccumulator(self.chosen)
 
     def description(self) -> dict:
-        return super().description() | {"metrics": list(self.chosen)}
+        extra = {"metric_args": self.metric_args} if self.metric_args else {}
+        return super().description() | {"metrics": list(self.chosen)} | extra
