@@ -31,6 +31,7 @@ COLUMNS = [
 
 
 Curve = tuple[str, str]  # (codec, objective)
+DEFAULT_ANCHOR_OBJECTIVE = "mse"  # BD numbers refer to each codec's MSE-trained curve
 
 
 def curve_label(curve: Curve) -> str:
@@ -79,7 +80,7 @@ def references(by_curve: dict[Curve, list], anchor: Curve | None) -> dict[str, C
     the `mse` curve of the same codec (for other codecs, the first one with an mse curve)."""
     if anchor is not None:
         return dict.fromkeys((c for c, _ in by_curve), anchor) if anchor in by_curve else {}
-    own = {codec: (codec, obj) for codec, obj in by_curve if obj == "mse"}
+    own = {codec: (codec, obj) for codec, obj in by_curve if obj == DEFAULT_ANCHOR_OBJECTIVE}
     if not own:
         return {}
     return {codec: own.get(codec, next(iter(own.values()))) for codec, _ in by_curve}

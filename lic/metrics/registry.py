@@ -56,6 +56,8 @@ class MetricSpec(MetricInfo):
     """The pretrained weights it needs and the argument that supplies them ('' for none)."""
     min_side: int = 1
     """Smallest image side the metric accepts (MS-SSIM's five scales need 161 px)."""
+    db_form: str = ""
+    """Name under which reports also give -10 log10(1 - score), a similarity in dB ('' none)."""
     full_reference: bool = True
 
     def build(self, **kwargs) -> nn.Module:
@@ -130,7 +132,7 @@ for _spec in (
                loss_scale=MSE_LOSS_SCALE),
     MetricSpec("psnr", "PSNR", "dB", factory="lic.metrics.pixel:PSNR", loss_form="negative"),
     MetricSpec("ms_ssim", "MS-SSIM", factory="lic.metrics.pixel:MSSSIM",
-               loss_form="one_minus", min_side=MS_SSIM_MIN_SIDE),
+               loss_form="one_minus", min_side=MS_SSIM_MIN_SIDE, db_form="ms_ssim_db"),
     MetricSpec("lpips", "LPIPS", lower_better=True, factory="lic.metrics.lpips_metric:LPIPS",
                weights="the lpips package's linear layers and torchvision's AlexNet/VGG weights"),
     MetricSpec("mlclipsim", "ML-CLIPSim", factory="lic.metrics.mlclipsim:MLCLIPSim",

@@ -84,8 +84,9 @@ class FidelityAccumulator(Accumulator):
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
         means = {name: total / n for name, total in self.sums.items()}
-        if "ms_ssim" in means:
-            means["ms_ssim_db"] = ms_ssim_db(means["ms_ssim"]) if self.count else math.nan
+        for name in list(means):
+            if db_form := metric_spec(name).db_form:
+                means[db_form] = ms_ssim_db(means[name]) if self.count else math.nan
         return means
 
 
@@ -112,9 +113,8 @@ class FidelityTask(Task):
             raise UsageError(f"unknown fidelity metric(s) {unknown}; choose from {METRICS}")
         super().__init__(root, model=model, weights=weights, limit=limit)
         self.chosen = chosen
-        self.metrics = tuple(
-            n for m in chosen for n in ((m, "ms_ssim_db") if m == "ms_ssim" else (m,))
-        )
+        db_forms = {m: metric_spec(m).db_form for m in chosen}
+        self.metrics = tuple(n for m in chosen for n in (m, db_forms[m]) if n)
         self.metric_args = {n: dict(a) for n, a in (metric_args or {}).items() if a}
         unknown = sorted(set(self.metric_args) - set(chosen))
         if unknown:
