@@ -8,14 +8,13 @@ name, `DEFAULT` (pretrained) or `none` (random, seeded: pipeline checks and test
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from lic.weights import random_weights, require_hub_file
-
-FAMILIES = ("torchvision", "timm", "transformers")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class ModelRef:
 
     def weights_member(self):
         """The torchvision weights enum member, or None (random weights, other families)."""
-        if self.family != "torchvision" or self.random:
+        if not FAMILIES[self.family].weight_enums or self.random:
             return None
         import torchvision.models as tvm
 
@@ -55,7 +54,7 @@ class ModelRef:
     def transform(self):
         """The torchvision weights' transforms (sizes, mean/std), also for random weights;
         None for other families."""
-        if self.family != "torchvision":
+        if not FAMILIES[self.family].weight_enums:
             return None
         import torchvision.models as tvm
 
@@ -65,30 +64,51 @@ class ModelRef:
         """The eval-mode model on `device`. `random_flag` is the option that asks for random
         weights, named when pretrained weights are missing; `random_kwargs` shape a random
         torchvision model (e.g. its number of classes)."""
-        if self.family == "timm":
-            import timm
+        return FAMILIES[self.family].build(self, device, who, random_flag, **random_kwargs)
 
-            return timm.create_model(self.name, pretrained=not self.random).eval().to(device)
-        if self.family == "transformers":
-            from lic.tasks.vlm import load_vlm
 
-            return load_vlm(self.name, self.weights, device)
-        return self._torchvision(device, who, random_flag, **random_kwargs)
+def _torchvision(
+    ref: ModelRef, device: torch.device, who: str, random_flag: str, **random_kwargs
+) -> nn.Module:
+    import torchvision.models as tvm
 
-    def _torchvision(
-        self, device: torch.device, who: str, random_flag: str, **random_kwargs
-    ) -> nn.Module:
-        import torchvision.models as tvm
+    member = ref.weights_member()
+    if member is not None:
+        require_hub_file(
+            member.url,
+            f"{who} {ref.name}",
+            f"; or pass {random_flag} to check the pipeline with random weights "
+            "(its numbers then mean nothing)",
+        )
+        return tvm.get_model(ref.name, weights=member).eval().to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random models are the same in every run
+        return tvm.get_model(ref.name, weights=None, **random_kwargs).eval().to(device)
 
-        member = self.weights_member()
-        if member is not None:
-            require_hub_file(
-                member.url,
-                f"{who} {self.name}",
-                f"; or pass {random_flag} to check the pipeline with random weights "
-                "(its numbers then mean nothing)",
-            )
-            return tvm.get_model(self.name, weights=member).eval().to(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # random models are the same in every run
-            return tvm.get_model(self.name, weights=None, **random_kwargs).eval().to(device)
+
+def _timm(ref: ModelRef, device: torch.device, *_, **__) -> nn.Module:
+    import timm
+
+    return timm.create_model(ref.name, pretrained=not ref.random).eval().to(device)
+
+
+def _transformers(ref: ModelRef, device: torch.device, *_, **__) -> nn.Module:
+    from lic.tasks.vlm import load_vlm
+
+    return load_vlm(ref.name, ref.weights, device)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What the factory knows of a model library."""
+
+    build: Callable[..., nn.Module]
+    weight_enums: bool
+    """Weights are torchvision enum members whose transforms give the model's input sizes."""
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    "torchvision": ModelFamily(_torchvision, weight_enums=True),
+    "timm": ModelFamily(_timm, weight_enums=False),
+    "transformers": ModelFamily(_transformers, weight_enums=False),
+}
