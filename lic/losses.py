@@ -33,6 +33,15 @@ def distortion_weights(distortion: str | Mapping[str, float]) -> dict[str, float
     return weights
 
 
+def objective_name(distortion: str | Mapping[str, float]) -> str:
+    """'mse', 'lpips', or 'mse1+mlclipsim1000' for a weighted mix: the name of a run folder
+    and of a curve, so objectives that differ only in their weights never share either."""
+    weights = distortion_weights(distortion)
+    if len(weights) == 1 and next(iter(weights.values())) == 1.0:
+        return next(iter(weights))
+    return "+".join(f"{name}{weight:g}" for name, weight in weights.items())
+
+
 class RateDistortionLoss(nn.Module):
     """`loss = bpp + lmbda * sum_k w_k D_k(x, x_hat)`.
 

@@ -24,7 +24,7 @@ from lic.codecs.checkpoint import entropy_tables_ready, require_zoo_weights
 from lic.codecs.classical import classical_codec
 from lic.codecs.io import pad_to_stride
 from lic.errors import UsageError
-from lic.losses import estimated_bits
+from lic.losses import estimated_bits, objective_name
 
 ZOO_PREFIX = "compressai:"
 
@@ -94,13 +94,6 @@ class ClassicalCoder(Coder):
         return decoded, 8.0 * size
 
 
-def objective_label(distortion: object) -> str:
-    """'mse', 'lpips', or 'mse+mlclipsim' for a weighted mix."""
-    if isinstance(distortion, dict):
-        return "+".join(distortion)
-    return str(distortion)
-
-
 class LearnedCoder(Coder):
     """A CompressAI-style model: real bitstreams (default) or likelihood estimates of the
     rate; images are padded to the codec's stride and cropped back."""
@@ -157,7 +150,7 @@ class CheckpointCoder(LearnedCoder):
         super().__init__(model, estimate_rate)
         label = info.hparams.get("label", self.path.name)
         self.codec = info.codec
-        self.objective = label if info.distortion is None else objective_label(info.distortion)
+        self.objective = label if info.distortion is None else objective_name(info.distortion)
         self.lmbda, self.distortion = info.lmbda, info.distortion
         stat = os.stat(self.path)
         identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

@@ -16,13 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.trainer.trainer import Trainer
 
 from lic.errors import UsageError, run_entry_point
-
-
-def objective_name(distortion: str | dict[str, float]) -> str:
-    """'mse', 'lpips', or 'mse1+mlclipsim1000' for a weighted mix (weights matter in a name)."""
-    if isinstance(distortion, dict):
-        return "+".join(f"{name}{weight:g}" for name, weight in distortion.items())
-    return str(distortion)
+from lic.losses import objective_name
 
 
 def run_name(codec: str, distortion: str | dict[str, float], lmbda: float) -> str:
