@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.trainer.trainer import Trainer
 
 from lic.errors import UsageError, run_entry_point
 from lic.losses import objective_name
@@ -29,12 +28,24 @@ def _as_plain(value: object) -> object:
     return value.as_dict() if hasattr(value, "as_dict") else value
 
 
+def _require_the_accelerator(accelerator: object) -> None:
+    """A GPU config on a machine without one is a usage error, told before anything loads."""
+    import torch
+
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UsageError(
+            f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU. "
+            "To train on this machine's CPU, add --trainer.accelerator cpu"
+        )
+
+
 class LicCLI(LightningCLI):
     """LightningCLI whose runs live in their own folder and whose errors are one line."""
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         model, trainer = config.model, config.trainer
+        _require_the_accelerator(trainer.accelerator)
         root = Path(trainer.default_root_dir or "runs")
         run_dir = root / run_name(model.codec, _as_plain(model.distortion), model.lmbda)
         trainer.default_root_dir = str(run_dir)
@@ -48,17 +59,6 @@ class LicCLI(LightningCLI):
                 init_args.save_dir = str(run_dir)
                 if "name" in init_args:
                     init_args.name = "logs"
-
-    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
-        try:
-            return super()._instantiate_trainer(config, callbacks)
-        except Exception as err:  # Lightning's MisconfigurationException for a missing GPU
-            if "not available" in str(err) or "No supported gpu backend" in str(err):
-                raise UsageError(
-                    f"{' '.join(str(err).split())} "
-                    "To train on this machine's CPU, add --trainer.accelerator cpu"
-                ) from err
-            raise
 
 
 def _quiet_third_party_notices() -> None:
