@@ -146,10 +146,7 @@ def _run_codec(args: argparse.Namespace) -> int:
             print(
                 f"error: {text}" if str(path) in text else f"error: {path}: {text}", file=sys.stderr
             )
-    print(
-        f"{info.codec} lambda={info.lmbda} ({info.distortion}): "
-        f"{len(args.inputs) - failed} done, {failed} failed"
-    )
+    print(f"{info.label()}: {len(args.inputs) - failed} done, {failed} failed")
     return 1 if failed else 0
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from lic.metrics import create_metric, metric_spec
 from lic.metrics.loss import MetricLoss
+from lic.metrics.objective import distortion_weights
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 """CompressAI's lambda grid for 255^2-scaled MSE (the registry's `mse` loss scale)."""
@@ -23,23 +24,6 @@ def estimated_bits(likelihoods: Mapping[str, Tensor]) -> Tensor:
 def estimated_bpp(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
     """Estimated bits per pixel: sum(-log2 p) / (N * H * W)."""
     return estimated_bits(likelihoods) / num_pixels
-
-
-def distortion_weights(distortion: str | Mapping[str, float]) -> dict[str, float]:
-    """`mse` -> {mse: 1.0}; a mapping of metric names to non-negative weights as it is."""
-    weights = {distortion: 1.0} if isinstance(distortion, str) else dict(distortion)
-    if not weights or any(w < 0 for w in weights.values()):
-        raise ValueError(f"distortion weights must be non-negative, got {weights}")
-    return weights
-
-
-def objective_name(distortion: str | Mapping[str, float]) -> str:
-    """'mse', 'lpips', or 'mse1+mlclipsim1000' for a weighted mix: the name of a run folder
-    and of a curve, so objectives that differ only in their weights never share either."""
-    weights = distortion_weights(distortion)
-    if len(weights) == 1 and next(iter(weights.values())) == 1.0:
-        return next(iter(weights))
-    return "+".join(f"{name}{weight:g}" for name, weight in weights.items())
 
 
 class RateDistortionLoss(nn.Module):

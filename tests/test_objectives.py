@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lic.losses import objective_name
+from lic.metrics.objective import objective_name
 from lic.training.cli import run_name
 
 
@@ -31,3 +31,12 @@ def test_a_checkpoint_s_curve_carries_the_same_name(tmp_path):
     ckpt = write_codec_checkpoint(tmp_path / "a.ckpt", distortion=mix)
     coder = build_coders([str(ckpt)], [], {}, False, "cpu", {})[-1]
     assert coder.objective == "mse1+mlclipsim1000"
+
+
+def test_checkpoint_labels_say_what_the_file_does_not_record():
+    from lic.codecs.checkpoint import CheckpointInfo
+
+    mix = CheckpointInfo("mbt2018-mean", {}, 0.013, {"mse": 1.0, "lpips": 0.5})
+    assert mix.label() == "mbt2018-mean (mse1+lpips0.5, lambda 0.013)"
+    official = CheckpointInfo("mlicpp", {})
+    assert official.label() == "mlicpp (objective and lambda not recorded in the file)"

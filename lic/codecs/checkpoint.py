@@ -33,6 +33,17 @@ class CheckpointInfo:
     distortion: object = None
     hparams: dict = field(default_factory=dict)
 
+    def label(self) -> str:
+        """'bmshj2018-hyperprior (mse, lambda 0.013)'; what a file does not record, it says."""
+        if self.distortion is None and self.lmbda is None:
+            return f"{self.codec} (objective and lambda not recorded in the file)"
+        from lic.metrics.objective import objective_name
+
+        recorded = self.distortion is not None
+        objective = objective_name(self.distortion) if recorded else "objective not recorded"
+        lmbda = "lambda not recorded" if self.lmbda is None else f"lambda {self.lmbda:g}"
+        return f"{self.codec} ({objective}, {lmbda})"
+
 
 # buffers that update() fills and loading resizes: their shapes follow no constructor argument
 ENTROPY_TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")

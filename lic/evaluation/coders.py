@@ -24,7 +24,8 @@ from lic.codecs.checkpoint import entropy_tables_ready, require_zoo_weights
 from lic.codecs.classical import classical_codec
 from lic.codecs.io import pad_to_stride
 from lic.errors import UsageError
-from lic.losses import estimated_bits, objective_name
+from lic.losses import estimated_bits
+from lic.metrics.objective import objective_name
 
 ZOO_PREFIX = "compressai:"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 
 from lic.errors import UsageError, run_entry_point
-from lic.losses import objective_name
+from lic.metrics.objective import objective_name
 
 
 def run_name(codec: str, distortion: str | dict[str, float], lmbda: float) -> str:

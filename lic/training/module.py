@@ -17,8 +17,9 @@ from lic.codecs.checkpoint import (
 from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
 from lic.codecs.registry import codec_stride, create_codec
 from lic.errors import LicError
-from lic.losses import RateDistortionLoss, distortion_weights
+from lic.losses import RateDistortionLoss
 from lic.metrics import create_metric, metric_info, metric_spec
+from lic.metrics.objective import distortion_weights
 
 
 class NonFiniteLossError(LicError):
