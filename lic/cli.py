@@ -298,8 +298,9 @@ def _print_table(rows: list[dict], columns: list[str], out: Path | None) -> None
     if out:
         import csv
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="") as f:
+        from lic.data.files import atomic_path
+
+        with atomic_path(out) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

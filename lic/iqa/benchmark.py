@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lic.data.files import write_text_atomic
 from lic.iqa.datasets import PairSet, ScoredSet
 from lic.iqa.stats import bootstrap_interval, krcc, majority_accuracy, plcc, srcc, two_afc
 from lic.metrics import create_metric, metric_spec
@@ -47,8 +48,7 @@ def metric_scores(
             else:
                 errors.append(row.error)
         if cache_file:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_text(json.dumps(cache))
+            write_text_atomic(cache_file, json.dumps(cache))  # a kill never truncates it
     scores = np.array([cache.get(k, math.nan) for k in keys], dtype=float)
     return scores, metric_spec(metric_name).lower_better, errors
 
