@@ -163,10 +163,10 @@ def _compress_one(codec, path: Path, out: Path) -> str:
 
 def _decompress_one(codec, path: Path, out: Path) -> str:
     from lic.codecs import bitstream_bpp
-    from lic.codecs.io import Bitstream
+    from lic.codecs.io import Bitstream, read_bitstream_file
     from lic.data.images import save_image
 
-    data = path.read_bytes()
+    data = read_bitstream_file(path)
     stream = Bitstream.from_bytes(data)
     save_image(codec.decode(data), out)
     bpp = bitstream_bpp(data, stream.height, stream.width)

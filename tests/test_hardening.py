@@ -350,3 +350,16 @@ def test_segmentation_mask_bomb_is_an_image_error(tmp_path, limit):
         open_image(mask)
     with pytest.raises(ImageReadError, match="bomb"):
         open_image(_png_header_only(tmp_path / "b.png", 30000, 30000, 8))
+
+
+def test_a_bitstream_file_larger_than_any_real_one_is_refused_unread(tmp_path):
+    from lic.codecs.io import read_bitstream_file
+
+    huge = tmp_path / "huge.lic"
+    with huge.open("wb") as f:
+        f.truncate(1 << 40)  # sparse: 1 TiB on paper, nothing on disk
+    with pytest.raises(BitstreamError, match="more than a bitstream"):
+        read_bitstream_file(huge, max_pixels=1 << 20)
+    small = tmp_path / "small.lic"
+    small.write_bytes(b"x" * 100)
+    assert read_bitstream_file(small, max_pixels=1) == b"x" * 100

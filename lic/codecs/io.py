@@ -34,6 +34,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -424,3 +425,21 @@ def _plain(shape: object) -> object:
 def bitstream_bpp(data: bytes, height: int, width: int) -> float:
     """Rate of a container file over the unpadded image: 8 * bytes / (H * W)."""
     return 8 * len(data) / (height * width)
+
+
+MAX_BYTES_PER_PIXEL = 4  # above raw 24-bit RGB: no real .lic file comes near it
+MAX_HEADER_BYTES = 1 << 16
+
+
+def read_bitstream_file(path: str | Path, max_pixels: int | None = None) -> bytes:
+    """The bytes of a .lic file, refused before reading when the file is larger than any
+    bitstream of an image within the pixel limit could be (a forged file never fills memory)."""
+    path = Path(path)
+    limit = MAX_HEADER_BYTES + MAX_BYTES_PER_PIXEL * (max_pixels or pixel_limit())
+    size = path.stat().st_size
+    if size > limit:
+        raise BitstreamError(
+            f"{path}: {size} bytes, more than a bitstream of an image within the pixel limit "
+            f"can have ({limit}); raise --max-pixels if the image really is that large"
+        )
+    return path.read_bytes()
