@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from lic.evaluation.bd import bd_metric, bd_rate
 from lic.evaluation.report import bd_table
 
 
@@ -34,3 +37,35 @@ def test_disjoint_curves_and_good_curves():
     table = {b["curve"]: b for b in bd_table(rows, ("jpeg", "jpeg"))}
     assert "do not overlap" in table["WebP"]["note"]
     assert table["AVIF"]["note"] == "" and table["AVIF"]["bd_rate_percent"] < 0
+
+
+# ---- noisy curves: BD-rate needs quality strictly monotone in rate -------------------------
+ZIGZAG = ([0.2, 0.4, 0.6, 0.8], [30.0, 32.0, 31.5, 34.0])  # quality dips at 0.6 bpp
+SMOOTH = ([0.2, 0.4, 0.6, 0.8], [29.0, 31.0, 32.5, 33.5])
+
+
+def test_bd_rate_refuses_a_zigzag_curve_and_bd_metric_does_not():
+    with pytest.raises(ValueError, match="test curve's quality is not strictly monotone"):
+        bd_rate(*SMOOTH, *ZIGZAG)
+    with pytest.raises(ValueError, match="reference curve's quality is not strictly monotone"):
+        bd_rate(*ZIGZAG, *SMOOTH)
+    # BD-metric integrates quality over log-rate: distinct rates are all it needs
+    assert bd_metric(*SMOOTH, *ZIGZAG) == pytest.approx(0.570938, abs=1e-6)  # bjontegaard 1.3
+    with pytest.raises(ValueError, match="repeats a rate"):
+        bd_metric(*SMOOTH, [0.2, 0.4, 0.4, 0.8], [30.0, 31.0, 32.0, 34.0])
+
+
+def test_bd_rate_golden_value_and_order_independence():
+    value = bd_rate(*SMOOTH, [0.8, 0.2, 0.6, 0.4], [34.0, 30.0, 32.8, 32.0])
+    assert value == pytest.approx(bd_rate(*SMOOTH, [0.2, 0.4, 0.6, 0.8], [30.0, 32.0, 32.8, 34.0]))
+    assert value == pytest.approx(-23.279674, abs=1e-6)  # bjontegaard 1.3 bd_rate, pchip
+    # a decreasing quality axis (a lower-is-better metric) has an inverse too
+    assert bd_rate(SMOOTH[0], [-v for v in SMOOTH[1]], SMOOTH[0], [-v for v in SMOOTH[1]]) == 0
+
+
+def test_bd_table_shows_na_with_the_reason():
+    rows = [row("jpeg", "jpeg", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *SMOOTH)]
+    rows += [row("webp", "webp", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *ZIGZAG)]
+    (entry,) = bd_table(rows, ("jpeg", "jpeg"))
+    assert math.isnan(entry["bd_rate_percent"]) and math.isfinite(entry["bd_metric"])
+    assert "not strictly monotone" in entry["note"] and "BD-rate n/a" in entry["note"]

@@ -3,6 +3,8 @@ score cache, and the ML-CLIPSim ablation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,6 +44,18 @@ def test_plcc_fits_the_four_parameter_logistic():
     assert stats.pearsonr(X, y).statistic < 0.99  # ...which the raw correlation is not
     assert plcc(X, Y) >= stats.pearsonr(X, Y).statistic - 1e-9
     assert plcc(-X, Y) == pytest.approx(plcc(X, Y), abs=1e-4)  # fits decreasing ones too
+
+
+def test_plcc_is_nan_with_a_warning_when_the_logistic_fit_fails(monkeypatch):
+    import lic.iqa.stats as iqa_stats
+
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: maxfev reached")
+
+    monkeypatch.setattr(iqa_stats, "curve_fit", no_convergence)
+    with pytest.warns(iqa_stats.LogisticFitWarning, match="did not converge"):
+        value = plcc(X, -X)  # a linear Pearson would say -1
+    assert math.isnan(value)
 
 
 def test_bootstrap_interval_brackets_the_estimate():

@@ -221,6 +221,24 @@ def make_seedbench(root: Path) -> Path:
         ("yesterday", None),
         ("nothing", None),
         ("<unk> <unk>", None),
+        # explicit negations answer no
+        ("There is not a cat in the image.", "no"),
+        ("I do not see a person.", "no"),
+        ("There isn't any bicycle.", "no"),
+        ("There isn\u2019t a dog here.", "no"),
+        ("I can't see any cup in this picture.", "no"),
+        ("None.", "no"),
+        # markdown, and the answer first with an explanation on later lines
+        ("**Yes**", "yes"),
+        ("**No**, the image shows a street.", "no"),
+        ("No\nThe image shows only a street, with a dog in the corner.", "no"),
+        ("Yes.\n\nThere is no doubt: a cat sits on the left.", "yes"),
+        # hedges stay unparsed, even when they contain a negation
+        ("Not sure.", None),
+        ("I cannot tell from this image.", None),
+        ("It is unclear whether there is a dog.", None),
+        ("I don't know.", None),
+        ("Maybe.", None),
     ],
 )
 def test_yes_no_parsing(answer, expected):
@@ -257,6 +275,17 @@ CHOICES = ("One", "Two", "Three", "A dog")
         ("!!!", None),
         ("the answer is a dog", "D"),  # lowercase 'a' is an article
         ("I don't know", None),
+        # markdown; a letter, then an explanation on later lines; a named letter in any case
+        ("**B**", "B"),
+        ("**C.** Three", "C"),
+        ("B\nThere are two towels on the rail, not one.", "B"),
+        ("(d)\nBecause a dog is visible.", "D"),
+        ("Answer: b", "B"),
+        ("answer: (c)", "C"),
+        ("The correct option is d.", "D"),
+        ("Looking at the image...\nThe answer is B.", "B"),
+        ("CHOICE: a", "A"),
+        ("Two\nOne could also say three.", "B"),  # the first line commits
     ],
 )
 def test_choice_parsing(answer, expected):

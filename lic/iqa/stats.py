@@ -25,8 +25,16 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return (b1 - b2) * expit((x - b3) / abs(b4)) + b2
 
 
+class LogisticFitWarning(RuntimeWarning):
+    """The 4-parameter logistic did not converge: PLCC is NaN for these scores."""
+
+
 def plcc(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation between the scores and the metric after the 4-parameter fit."""
+    """Pearson correlation between the scores and the metric after the 4-parameter fit.
+
+    When the fit does not converge, PLCC is NaN with a LogisticFitWarning: a linear Pearson
+    in its place would be a different statistic under the same name (and a signed one).
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     start = [y.max(), y.min(), float(np.median(x)), float(x.std()) or 1.0]
     if np.corrcoef(x, y)[0, 1] < 0:
@@ -35,10 +43,14 @@ def plcc(x: Sequence[float], y: Sequence[float]) -> float:
         warnings.simplefilter("ignore", OptimizeWarning)
         try:
             params, _ = curve_fit(logistic4, x, y, p0=start, maxfev=20000)
-            fitted = logistic4(x, *params)
-        except RuntimeError:  # no convergence: fall back to the linear correlation
-            fitted = x
-    return float(stats.pearsonr(fitted, y).statistic)
+        except RuntimeError as err:
+            warnings.warn(
+                f"PLCC is NaN: the 4-parameter logistic fit did not converge ({err})",
+                LogisticFitWarning,
+                stacklevel=2,
+            )
+            return math.nan
+    return float(stats.pearsonr(logistic4(x, *params), y).statistic)
 
 
 def bootstrap_interval(
