@@ -364,7 +364,7 @@ def test_sharded_states_merge_to_the_single_run(make):
     single.update(preds, targets, [str(i) for i in range(6)])
     for rank in range(3):
         shard = make()
-        shard.update(preds[rank::3], targets[rank::3], [])
+        shard.update(preds[rank::3], targets[rank::3], [str(i) for i in range(6)][rank::3])
         merged.merge(json.loads(json.dumps(shard.state())))
     for key, value in single.compute().items():
         assert merged.compute()[key] == pytest.approx(value)

@@ -39,6 +39,8 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=list)
     qualities: dict[str, list[int]] = field(default_factory=dict)
     anchor: str | None = None
+    bootstrap: int = 1000
+    bootstrap_seed: int = 0
     metrics: list[str] | None = None
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 16
@@ -65,6 +67,8 @@ class EvalConfig:
             raise UsageError("no output folder (--out)")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit {self.limit}: give a positive number of images")
+        if self.bootstrap < 0:
+            raise UsageError(f"--bootstrap {self.bootstrap}: give a number of resamples (0: none)")
         if self.metrics and "fidelity" not in self.tasks:
             raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}

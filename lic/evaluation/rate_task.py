@@ -29,8 +29,10 @@ from lic.data.files import write_text_atomic
 from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
+from lic.evaluation.bootstrap import add_intervals
 from lic.evaluation.coders import Coder, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
+from lic.evaluation.per_image import images_path, read_images, write_images
 from lic.tasks import Task, create_task
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ class CellResult:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     records: list[dict] | None = None  # per-question answers of VLM tasks
+    accumulator: Any = None  # the merged per-image state (lic.tasks.base.Accumulator)
+    image_bpp: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -187,7 +191,7 @@ def evaluate_cell(
                 predictions = task.predict(model, images, targets)
                 targets = task.reference_predictions(model, targets, device)
                 accumulator.update(predictions, targets, [c.sample_id for c in good])
-                bits += [(c.bits, c.pixels) for c in good if c.bits is not None]
+                bits += [(c.bits, c.pixels, c.sample_id) for c in good if c.bits is not None]
                 n_ok += len(good)
             bar.update(len(batch))
     bar.close()
@@ -202,7 +206,8 @@ def evaluate_cell(
             bits += other["bits"]
             failures += other["failures"]
             n_ok += other["n_ok"]
-    bpp = sum(b / p for b, p in bits) / len(bits) if bits else None
+    image_bpp = {sample_id: b / p for b, p, sample_id in bits}
+    bpp = sum(b / p for b, p, _ in bits) / len(bits) if bits else None
     return CellResult(
         meta={**coder.meta(), **task.description()},
         metrics=accumulator.compute(),
@@ -211,6 +216,8 @@ def evaluate_cell(
         failures=sorted(failures),
         seconds=time.perf_counter() - start,
         records=accumulator.records(),
+        accumulator=accumulator,
+        image_bpp=image_bpp,
     )
 
 
@@ -226,6 +233,8 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
             "metric": metric,
             "bpp": cell["bpp"],
             "value": cell["metrics"][metric],
+            "ci_low": cell.get("ci", {}).get(metric, (None, None))[0],
+            "ci_high": cell.get("ci", {}).get(metric, (None, None))[1],
             "n_images": cell["n_images"],
             "n_failed": cell["n_failed"],
             "rate_source": meta["rate_source"],
@@ -304,20 +313,32 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         model = None
         for coder in coders:
             path = out / "cells" / f"{task_name}__{coder.key}.json"
-            cell = read_cell(path)
-            if cell is not None and cell["meta"] == {**coder.meta(), **task.description()}:
-                cells.append((cell, task.metrics))
-                continue
-            model = model or task.build_model(device)
-            result = evaluate_cell(
-                task, coder, model, device, config.batch_size, workers, config.progress, coding
-            )
-            cell = result.to_json()
+            cell, accumulator = read_cell(path), task.new_accumulator()
+            image_bpp = read_images(images_path(path), accumulator) if cell else None
+            if (
+                cell is None
+                or image_bpp is None
+                or cell["meta"] != {**coder.meta(), **task.description()}
+            ):
+                model = model or task.build_model(device)
+                result = evaluate_cell(
+                    task, coder, model, device, config.batch_size, workers, config.progress, coding
+                )
+                cell, accumulator, image_bpp = (
+                    result.to_json(),
+                    result.accumulator,
+                    result.image_bpp,
+                )
+                if rank == 0:
+                    if result.records is not None:
+                        write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
+                    write_images(images_path(path), accumulator, image_bpp)
+                    write_text_atomic(path, json.dumps(cell, indent=1))
+                    log_cell(task_name, coder.key, result)
             if rank == 0:
-                if result.records is not None:
-                    write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
-                write_text_atomic(path, json.dumps(cell, indent=1))
-                log_cell(task_name, coder.key, result)
+                add_intervals(
+                    cell, task, accumulator, image_bpp, config.bootstrap, config.bootstrap_seed
+                )
             cells.append((cell, task.metrics))
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:

@@ -8,10 +8,14 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from lic.codecs.classical import CLASSICAL_CODECS
 from lic.errors import UsageError
 from lic.evaluation.bd import bd_metric, bd_rate
+from lic.evaluation.bootstrap import paired_bd
 from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
+from lic.evaluation.per_image import write_per_image
 from lic.metrics import metric_info
 
 COLUMNS = [
@@ -23,6 +27,8 @@ COLUMNS = [
     "metric",
     "bpp",
     "value",
+    "ci_low",
+    "ci_high",
     "n_images",
     "n_failed",
     "rate_source",
@@ -86,10 +92,67 @@ def references(by_curve: dict[Curve, list], anchor: Curve | None) -> dict[str, C
     return {codec: own.get(codec, next(iter(own.values()))) for codec, _ in by_curve}
 
 
-def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
+def curve_resamples(cells: list[dict]) -> dict[tuple[str, str], dict[Curve, list]]:
+    """(task, metric) -> curve -> per point (bpp resamples, metric resamples), points sorted
+    by bpp as in `curves`: the paired resamples of lic.evaluation.bootstrap."""
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for cell in cells:
+        meta, resamples = cell["meta"], cell.get("resamples")
+        if not resamples or "bpp" not in resamples or cell["bpp"] is None:
+            continue
+        for metric, values in resamples.items():
+            if metric != "bpp":
+                curve = (meta["codec"], meta["objective"])
+                out[(meta["task"], metric)][curve].append((cell["bpp"], resamples["bpp"], values))
+    return {
+        key: {c: [(r, v) for _, r, v in sorted(p, key=lambda t: t[0])] for c, p in by.items()}
+        for key, by in out.items()
+    }
+
+
+def _bd(delta, ref_rate, ref_value, rate, value) -> tuple[float, str]:
+    """A BD value, or NaN and why not (the ValueError of lic.evaluation.bd)."""
+    try:
+        return delta(ref_rate, ref_value, rate, value), ""
+    except ValueError as err:
+        return math.nan, str(err)
+
+
+def _bd_values(metric: str, reference: list, points: list, resamples: dict) -> dict:
+    """BD-rate and BD-metric of `points` against `reference` with paired intervals."""
+    sign = -1.0 if metric_info(metric).lower_better else 1.0  # BD-rate wants higher=better
+
+    def rate_delta(r0, v0, r1, v1):
+        return bd_rate(r0, [sign * v for v in v0], r1, [sign * v for v in v1])
+
+    ref_rate, ref_value = zip(*reference, strict=True)
+    rate, value = zip(*points, strict=True)
+    row, reasons = {}, []
+    for name, delta in (("bd_rate", rate_delta), ("bd_metric", bd_metric)):
+        row[name], reason = _bd(delta, ref_rate, ref_value, rate, value)
+        low = high = math.nan
+        if reason:
+            reasons.append(f"{'BD-rate' if name == 'bd_rate' else 'BD-metric'} n/a: {reason}")
+        elif resamples and math.isfinite(row[name]):
+            low, high, undefined, total = paired_bd(delta, *resamples)
+            if undefined:
+                reasons.append(
+                    f"{name} undefined on {undefined} of {total} resamples (a resampled curve "
+                    "not monotone or not overlapping); its interval is over the others"
+                )
+        row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
+    row["bd_rate_percent"] = row.pop("bd_rate")
+    return row | {"reasons": reasons}
+
+
+def bd_table(
+    rows: list[dict], anchor: Curve | None = None, cells: list[dict] | None = None
+) -> list[dict]:
     """BD-rate and BD-metric of every curve against `anchor` (default: the `mse` curve of the
-    same codec, or for other codecs of the first codec with one), for every task metric."""
+    same codec, or for other codecs of the first codec with one), for every task metric, with
+    paired bootstrap intervals when `cells` carry resamples."""
     table = []
+    resampled = curve_resamples(cells or [])
     for (task, metric), by_curve in sorted(curves(rows).items()):
         if not metric_info(metric).is_quality:  # POPE's yes-ratio: plotted, no BD numbers
             continue
@@ -100,41 +163,55 @@ def bd_table(rows: list[dict], anchor: Curve | None = None) -> list[dict]:
             reference = refs[curve[0]]
             if curve == reference:
                 continue
-            ref_rate, ref_value = zip(*by_curve[reference], strict=True)
-            rate, value = zip(*points, strict=True)
-            sign = -1.0 if metric_info(metric).lower_better else 1.0  # BD wants higher=better
+            by_resample = resampled.get((task, metric), {})
+            pairs = (by_resample.get(reference), by_resample.get(curve))
+            pairs_ok = all(
+                p and len(p) == n
+                for p, n in zip(pairs, (len(by_curve[reference]), len(points)), strict=True)
+            )
+            values = _bd_values(metric, by_curve[reference], points, pairs if pairs_ok else None)
             row = {
                 "task": task,
                 "metric": metric,
                 "curve": curve_label(curve),
                 "reference": curve_label(reference),
-                "bd_rate_percent": bd_rate(
-                    ref_rate, [sign * v for v in ref_value], rate, [sign * v for v in value]
-                ),
-                "bd_metric": bd_metric(ref_rate, ref_value, rate, value),
+                **{k: v for k, v in values.items() if k != "reasons"},
                 "points": len(points),
-                "reference_points": len(ref_rate),
+                "reference_points": len(by_curve[reference]),
             }
-            table.append(row | {"note": bd_note(row)})
+            table.append(row | {"note": bd_note(row, values["reasons"])})
     return table
 
 
-def bd_note(row: dict) -> str:
+def bd_note(row: dict, reasons: list[str] = ()) -> str:
     """Why a BD value is missing, in words a user can act on ('' when both are numbers)."""
     if not (math.isnan(row["bd_rate_percent"]) or math.isnan(row["bd_metric"])):
-        return ""
+        return "; ".join(reasons)
     for key, who in (("points", "this curve"), ("reference_points", "the reference")):
         if row[key] < 2:
             return (
                 f"{who} has {row[key]} point(s); BD needs 2 or more (evaluate several "
                 "checkpoints/lambdas or qualities)"
             )
-    return "the two curves do not overlap in rate or in quality"
+    return "; ".join(reasons) or "the two curves do not overlap in rate or in quality"
+
+
+def _point_intervals(rows: list[dict], curve: Curve, metric: str, points: list) -> tuple:
+    """(lows, highs) of a curve's points (NaN where a row has no interval)."""
+    found = {
+        (r["bpp"], r["value"]): (r.get("ci_low"), r.get("ci_high"))
+        for r in rows
+        if (r["codec"], r["objective"]) == curve and r["metric"] == metric
+    }
+    pairs = [found.get(point, (None, None)) for point in points]
+    as_float = [[math.nan if v is None else v for v in pair] for pair in pairs]
+    low, high = zip(*as_float, strict=True) if as_float else ((), ())
+    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
 def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]:
-    """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline;
-    the curves BD numbers refer to (anchors) dashed."""
+    """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline,
+    each point with its 95% bootstrap interval; the curves BD numbers refer to dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,7 +232,20 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                 rate, value = zip(*points, strict=True)
                 style = "--" if curve in anchors else "-"
                 marker = "s" if curve[0] in CLASSICAL_CODECS else "o"
-                ax.plot(rate, value, style, marker=marker, markersize=4, label=curve_label(curve))
+                (line,) = ax.plot(
+                    rate, value, style, marker=marker, markersize=4, label=curve_label(curve)
+                )
+                low, high = _point_intervals(task_rows, curve, metric, points)
+                if np.isfinite(low).any():  # the 95% bootstrap interval of every point
+                    ax.errorbar(
+                        rate,
+                        value,
+                        yerr=np.stack([np.subtract(value, low), np.subtract(high, value)]),
+                        fmt="none",
+                        ecolor=line.get_color(),
+                        elinewidth=0.8,
+                        capsize=2,
+                    )
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
                     if metric_info(metric).full_reference:  # a perfect score, not a level
@@ -181,36 +271,70 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _signed(value: float, digits: int, suffix: str = "") -> str:
+    """'−12.3' with a true minus sign (as papers print it)."""
+    return f"{value:.{digits}f}".replace("-", "\u2212") + suffix
+
+
+def with_interval(value, low, high, digits: int | None = None, suffix: str = "") -> str:
+    """'−12.3% [−14.1, −10.2]' (or '31.42 [31.1, 31.8]'); 'n/a' for a missing value, the
+    value alone without an interval."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if digits is None:
+        text = _fmt(float(value))
+        bounds = [_fmt(float(v)) for v in (low, high)] if _finite(low, high) else None
+    else:
+        text = _signed(value, digits, suffix)
+        bounds = [_signed(v, digits) for v in (low, high)] if _finite(low, high) else None
+    return f"{text} [{bounds[0]}, {bounds[1]}]" if bounds else text
+
+
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def markdown(
     rows: list[dict], bd: list[dict], cells: list[dict], anchor: Curve | None = None
 ) -> str:
     lines = [
         "# Rate-task results",
         "",
-        "| task | metric | codec | objective | lambda / quality | bpp | value | n | failed |",
+        "Values with their 95% percentile bootstrap interval over images, [low, high].",
+        "",
+        "| task | metric | codec | objective | lambda / quality | bpp | value [95% CI] | n "
+        "| failed |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(
         rows, key=lambda r: (r["task"], r["metric"], r["codec"], r["objective"], r["bpp"] or 0)
     ):
         point = r["lambda"] if r["lambda"] is not None else r["quality"]
+        value = with_interval(r["value"], r.get("ci_low"), r.get("ci_high"))
         lines.append(
             f"| {r['task']} | {r['metric']} | {r['codec']} | {r['objective']} | "
-            f"{_fmt(point)} | {_fmt(r['bpp'])} | {_fmt(r['value'])} | "
-            f"{r['n_images']} | {r['n_failed']} |"
+            f"{_fmt(point)} | {_fmt(r['bpp'])} | {value} | {r['n_images']} | {r['n_failed']} |"
         )
     against = curve_label(anchor) if anchor else "each codec's MSE curve"
     lines += ["", f"## Bjontegaard deltas against {against}", ""]
     if bd:
         lines += [
-            "| task | metric | curve | reference | BD-rate (%) | BD-metric | note |",
+            "Paired 95% bootstrap intervals: both curves recomputed on the same resampled images.",
+            "",
+            "| task | metric | curve | reference | BD-rate | BD-metric | note |",
             "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {b['task']} | {b['metric']} | {b['curve']} | {b['reference']} |"
-            f" {_fmt(b['bd_rate_percent'])} | {_fmt(b['bd_metric'])} | {b['note']} |"
-            for b in bd
-        ]
+        for b in bd:
+            rate = with_interval(
+                b["bd_rate_percent"], b.get("bd_rate_ci_low"), b.get("bd_rate_ci_high"), 1, "%"
+            )
+            delta = with_interval(
+                b["bd_metric"], b.get("bd_metric_ci_low"), b.get("bd_metric_ci_high")
+            )
+            lines.append(
+                f"| {b['task']} | {b['metric']} | {b['curve']} | {b['reference']} | {rate} | "
+                f"{delta} | {b['note']} |"
+            )
     else:
         lines.append(f"No curves to compare with {against} (or too few points): no BD table.")
     failures = [f for cell in cells for f in cell["failures"]]
@@ -238,7 +362,8 @@ def write_reports(
         for e in c["failures"]
     ]
     (out / "results.json").write_text(json.dumps({"rows": rows, "failures": failures}, indent=1))
-    bd = bd_table(rows, anchor)
+    bd = bd_table(rows, anchor, cells)
+    write_per_image(out / "per_image.csv", [r for cell in cells for r in cell.get("per_image", ())])
     with (out / "bd.csv").open("w", newline="") as f:
         writer = csv.DictWriter(
             f,
@@ -248,7 +373,11 @@ def write_reports(
                 "curve",
                 "reference",
                 "bd_rate_percent",
+                "bd_rate_ci_low",
+                "bd_rate_ci_high",
                 "bd_metric",
+                "bd_metric_ci_low",
+                "bd_metric_ci_high",
                 "points",
                 "reference_points",
                 "note",

@@ -2,24 +2,27 @@
 
 A task reads its dataset in the official layout, prepares each image exactly as its model
 expects (in [0, 1], before normalisation, so that the codec sees what the model would),
-runs the model on batches of decoded images, and accumulates its metric. Accumulators hold
-sums and lists only, so states from several ranks merge into exactly the single-run result.
+runs the model on batches of decoded images, and accumulates its metric. Accumulators keep
+per-image state (scores, confusion matrices, detections, answers) in lists, so states from
+several ranks merge into exactly the single-run result, and the metric can be recomputed on
+any resample of the images (the bootstrap intervals of `lic.evaluation.bootstrap`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lic.data.images import DatasetLayoutError
 from lic.tasks.models import ModelRef
 
-__all__ = ["Accumulator", "DatasetLayoutError", "Task"]
+__all__ = ["Accumulator", "DatasetLayoutError", "TableAccumulator", "Task"]
 
 
 class Accumulator(ABC):
@@ -42,6 +45,58 @@ class Accumulator(ABC):
     def records(self) -> list[dict] | None:
         """Per-question records worth keeping beside the scores (VLM answers), or None."""
         return None
+
+    @abstractmethod
+    def image_ids(self) -> list[str]:
+        """Sample ids of the images seen, in the order of `per_image` and `resample`."""
+
+    @abstractmethod
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Per-image columns for per_image.csv (aligned with `image_ids`)."""
+
+    @abstractmethod
+    def resample(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """The metrics of `compute` on each resample: `counts` (B, n) says how often each
+        image (in `image_ids` order) is drawn; returns metric -> (B,) values."""
+
+    def resampler(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """`resample` with whatever it can prepare once (per-image tables) prepared, for
+        calling on many blocks of resamples."""
+        return self.resample
+
+
+class TableAccumulator(Accumulator):
+    """A metric that is a function of totals of per-image statistics (sums of scores,
+    counts, confusion matrices): `compute` and every bootstrap resample go through the same
+    `from_totals`, vectorised over resamples (one matrix product per statistic)."""
+
+    @abstractmethod
+    def image_table(self) -> dict[str, np.ndarray]:
+        """statistic -> (n, ...) per-image values, rows in `image_ids` order."""
+
+    @abstractmethod
+    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """metric -> (B,) values from statistic -> (B, ...) totals over images."""
+
+    def compute(self) -> dict[str, float]:
+        everything = np.ones((1, len(self.image_ids())))
+        return {k: float(v[0]) for k, v in self.resample(everything).items()}
+
+    def resample(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        return self.resampler()(counts)
+
+    def resampler(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        tables = {k: np.asarray(v, dtype=np.float64) for k, v in self.image_table().items()}
+
+        def resample(counts: np.ndarray) -> dict[str, np.ndarray]:
+            counts = np.asarray(counts, dtype=np.float64)
+            totals = {}
+            for name, table in tables.items():
+                flat = counts @ table.reshape(counts.shape[1], -1)
+                totals[name] = flat.reshape(len(counts), *table.shape[1:])
+            return self.from_totals(totals)
+
+        return resample
 
 
 class Task(ABC):

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from lic.data.images import list_images, load_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
 
 
 class ClassifierInput:
@@ -39,15 +40,40 @@ class ClassifierInput:
         return model(x).float()
 
 
-class SumAccumulator(Accumulator):
-    """A state of counts and sums: shards merge by adding them."""
+class PerImageAccumulator(TableAccumulator):
+    """Per-image values of metrics that are means over images (top-1 as 0 or 100 per
+    image): per_image.csv's columns average to the curve values."""
+
+    names: tuple[str, ...]
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.values: dict[str, list[float]] = {name: [] for name in self.names}
+
+    def add(self, sample_ids: Sequence[str], **columns: Tensor) -> None:
+        self.ids += list(sample_ids)
+        for name in self.names:
+            self.values[name] += columns[name].double().tolist()
 
     def state(self) -> dict:
-        return dict(vars(self))
+        return {"ids": list(self.ids), "values": {k: list(v) for k, v in self.values.items()}}
 
     def merge(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, getattr(self, key) + value)
+        self.ids += state["ids"]
+        for name, values in state["values"].items():
+            self.values[name] += values
+
+    def image_ids(self) -> list[str]:
+        return self.ids
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(v, dtype=float) for name, v in self.values.items()}
+
+    def image_table(self) -> dict[str, np.ndarray]:
+        return {**self.per_image(), "count": np.ones(len(self.ids))}
+
+    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: totals[name] / np.maximum(totals["count"], 1) for name in self.names}
 
 
 class ClassifierTask(Task):
@@ -63,21 +89,15 @@ class ClassifierTask(Task):
         return list(self.input.logits(model, images).cpu())
 
 
-class TopKAccumulator(SumAccumulator):
-    def __init__(self) -> None:
-        self.correct1 = self.correct5 = self.count = 0
+class TopKAccumulator(PerImageAccumulator):
+    names = ("top1", "top5")
 
     def update(self, predictions, targets, sample_ids) -> None:
         logits = torch.stack(list(predictions))
         labels = torch.as_tensor(list(targets))
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        self.correct1 += int((top5[:, 0] == labels).sum())
-        self.correct5 += int((top5 == labels[:, None]).any(dim=1).sum())
-        self.count += len(labels)
-
-    def compute(self) -> dict[str, float]:
-        n = max(self.count, 1)
-        return {"top1": 100.0 * self.correct1 / n, "top5": 100.0 * self.correct5 / n}
+        top1 = 100.0 * (top5[:, 0] == labels)
+        self.add(sample_ids, top1=top1, top5=100.0 * (top5 == labels[:, None]).any(dim=1))
 
 
 class ImageNetTask(ClassifierTask):
@@ -155,24 +175,17 @@ class ImageNetTask(ClassifierTask):
         return TopKAccumulator()
 
 
-class AgreementAccumulator(SumAccumulator):
+class AgreementAccumulator(PerImageAccumulator):
     """Top-1 agreement and KL(p_reference || p_decoded) between two sets of logits."""
 
-    def __init__(self) -> None:
-        self.agree = 0
-        self.kl_sum = 0.0
-        self.count = 0
+    names = ("top1_agreement", "kl")
 
     def update(self, predictions, targets, sample_ids) -> None:
         decoded, reference = torch.stack(list(predictions)), torch.stack(list(targets))
-        self.agree += int((decoded.argmax(1) == reference.argmax(1)).sum())
+        agree = 100.0 * (decoded.argmax(1) == reference.argmax(1))
         log_p, log_q = F.log_softmax(reference.double(), 1), F.log_softmax(decoded.double(), 1)
-        self.kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
-        self.count += len(decoded)
-
-    def compute(self) -> dict[str, float]:
-        n = max(self.count, 1)
-        return {"top1_agreement": 100.0 * self.agree / n, "kl": self.kl_sum / n}
+        kl = (log_p.exp() * (log_p - log_q)).sum(1)
+        self.add(sample_ids, top1_agreement=agree, kl=kl)
 
 
 class ConsistencyTask(ClassifierTask):

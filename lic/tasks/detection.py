@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
@@ -37,27 +41,99 @@ def coco_map(ground_truth: COCO, detections: list[dict], image_ids: list[int]) -
     }
 
 
+def _precision_maps(evaluation: COCOeval) -> dict[str, float]:
+    """mAP@[.5:.95] and mAP@.5 (percent) from an accumulated COCOeval, as `summarize` reads
+    them (all areas, 100 detections; -1 marks categories without ground truth)."""
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    out = {}
+    for name, values in (("map", precision), ("map50", precision[0])):
+        valid = values[values > -1]
+        out[name] = 100.0 * float(valid.mean()) if valid.size else 0.0
+    return out
+
+
 class DetectionAccumulator(Accumulator):
+    """Detections per image. A resample is scored by COCOeval on the drawn images (an image
+    drawn twice counts twice): matching runs once, `accumulate` once per resample, so the
+    bootstrap of mAP costs about one `accumulate` per resample (lic.evaluation.bootstrap
+    caps it at `max_resamples`)."""
+
+    max_resamples = 200
+
     def __init__(self, ground_truth: COCO) -> None:
         self.ground_truth = ground_truth
         self.detections: list[dict] = []
-        self.image_ids: list[int] = []
+        self.image_ids_: list[int] = []
+        self.sample_ids: list[str] = []
 
     def update(self, predictions, targets, sample_ids) -> None:
         """`predictions`: per image, COCO results without ids; `targets`: the image ids."""
-        for pred, image_id in zip(predictions, targets, strict=True):
-            self.image_ids.append(int(image_id))
+        for pred, image_id, sample_id in zip(predictions, targets, sample_ids, strict=True):
+            self.image_ids_.append(int(image_id))
+            self.sample_ids.append(sample_id)
             self.detections.extend({**det, "image_id": int(image_id)} for det in pred)
 
     def state(self) -> dict:
-        return {"detections": self.detections, "image_ids": self.image_ids}
+        return {
+            "detections": self.detections,
+            "image_ids": self.image_ids_,
+            "sample_ids": self.sample_ids,
+        }
 
     def merge(self, state: dict) -> None:
         self.detections.extend(state["detections"])
-        self.image_ids.extend(state["image_ids"])
+        self.image_ids_.extend(state["image_ids"])
+        self.sample_ids.extend(state["sample_ids"])
 
     def compute(self) -> dict[str, float]:
-        return coco_map(self.ground_truth, self.detections, self.image_ids)
+        return coco_map(self.ground_truth, self.detections, self.image_ids_)
+
+    def image_ids(self) -> list[str]:
+        return self.sample_ids
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Detections per image (mAP is a data-set statistic with no per-image value)."""
+        counts = Counter(d["image_id"] for d in self.detections)
+        return {"detections": np.asarray([counts[i] for i in self.image_ids_], dtype=float)}
+
+    def resample(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        return self.resampler()(counts)
+
+    def resampler(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """Matching (COCOeval.evaluate) once; each resample lays out the drawn images'
+        per-image results (an image drawn twice, twice) and runs `accumulate`."""
+        if not self.detections or not self.image_ids_:
+            return lambda counts: {"map": np.zeros(len(counts)), "map50": np.zeros(len(counts))}
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluation = COCOeval(
+                self.ground_truth, self.ground_truth.loadRes(self.detections), "bbox"
+            )
+            evaluation.params.imgIds = sorted(set(self.image_ids_))
+            evaluation.evaluate()
+        params = copy.deepcopy(evaluation.params)
+        column = {image_id: i for i, image_id in enumerate(params.imgIds)}
+        position = np.asarray([column[i] for i in self.image_ids_])
+        table = np.empty(len(evaluation.evalImgs), dtype=object)
+        table[:] = evaluation.evalImgs
+        blocks = np.arange(len(params.catIds) * len(params.areaRng))[:, None] * len(column)
+
+        def resample(counts: np.ndarray) -> dict[str, np.ndarray]:
+            out = {"map": np.full(len(counts), math.nan), "map50": np.full(len(counts), math.nan)}
+            for b, row in enumerate(np.asarray(counts, dtype=np.int64)):
+                drawn = np.repeat(position, row)
+                if not drawn.size:  # every drawn image failed in this cell
+                    continue
+                evaluation.params = copy.copy(params)
+                evaluation.params.imgIds = [params.imgIds[i] for i in drawn]
+                evaluation._paramsEval = evaluation.params
+                evaluation.evalImgs = table[(blocks + drawn[None, :]).ravel()].tolist()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    evaluation.accumulate()
+                for name, value in _precision_maps(evaluation).items():
+                    out[name][b] = value
+            return out
+
+        return resample
 
 
 class COCODetectionTask(Task):

@@ -22,13 +22,14 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lic.data.images import list_images, load_image
 from lic.errors import UsageError
 from lic.metrics import create_metric, metric_spec
-from lic.tasks.base import Accumulator, Task
+from lic.tasks.base import Accumulator, TableAccumulator, Task
 from lic.weights import random_weights
 
 METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
@@ -60,33 +61,45 @@ def build_metrics(
         )
 
 
-class FidelityAccumulator(Accumulator):
-    """Sums of per-image scores; shards merge by adding them."""
+class FidelityAccumulator(TableAccumulator):
+    """Per-image scores; a metric is their mean over images (its dB form taken from the
+    mean), so per_image.csv's columns average to the curve values."""
 
     def __init__(self, names: Sequence[str]) -> None:
-        self.sums = dict.fromkeys(names, 0.0)
-        self.count = 0
+        self.names = list(names)
+        self.ids: list[str] = []
+        self.scores: dict[str, list[float]] = {name: [] for name in names}
 
     def update(self, predictions, targets, sample_ids) -> None:
-        for scores in predictions:
-            for name, value in scores.items():
-                self.sums[name] += value
-            self.count += 1
+        for scores, sample_id in zip(predictions, sample_ids, strict=True):
+            for name in self.names:
+                self.scores[name].append(float(scores[name]))
+            self.ids.append(sample_id)
 
     def state(self) -> dict:
-        return {"sums": dict(self.sums), "count": self.count}
+        return {"ids": list(self.ids), "scores": {k: list(v) for k, v in self.scores.items()}}
 
     def merge(self, state: dict) -> None:
-        for name, value in state["sums"].items():
-            self.sums[name] += value
-        self.count += state["count"]
+        self.ids += state["ids"]
+        for name, values in state["scores"].items():
+            self.scores[name] += values
 
-    def compute(self) -> dict[str, float]:
-        n = max(self.count, 1)
-        means = {name: total / n for name, total in self.sums.items()}
-        for name in list(means):
+    def image_ids(self) -> list[str]:
+        return self.ids
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(values, dtype=float) for name, values in self.scores.items()}
+
+    def image_table(self) -> dict[str, np.ndarray]:
+        return {**self.per_image(), "count": np.ones(len(self.ids))}
+
+    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        count = totals["count"]
+        means = {name: totals[name] / np.maximum(count, 1) for name in self.names}
+        for name in self.names:
             if db_form := metric_spec(name).db_form:
-                means[db_form] = ms_ssim_db(means[name]) if self.count else math.nan
+                db = np.vectorize(ms_ssim_db, otypes=[float])(means[name])
+                means[db_form] = np.where(count > 0, db, math.nan)
         return means
 
 

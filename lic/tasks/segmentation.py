@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,38 +13,65 @@ from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 
 from lic.data.images import ImageReadError, load_image, open_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
 
 NUM_CLASSES = 21
 IGNORE = 255
 
 
-class ConfusionAccumulator(Accumulator):
+class ConfusionAccumulator(TableAccumulator):
+    """One confusion matrix per image (kept sparse: flat index, count); mIoU and pixel
+    accuracy come from their sum, so a resample sums the drawn images' matrices."""
+
     def __init__(self, num_classes: int = NUM_CLASSES) -> None:
-        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self.num_classes = num_classes
+        self.ids: list[str] = []
+        self.matrices: list[list[list[int]]] = []  # per image: [flat index, count] pairs
 
     def update(self, predictions, targets, sample_ids) -> None:
-        n = self.matrix.shape[0]
-        for pred, target in zip(predictions, targets, strict=True):
+        n = self.num_classes
+        for pred, target, sample_id in zip(predictions, targets, sample_ids, strict=True):
             keep = target != IGNORE
-            index = target[keep].long() * n + pred[keep].long()
-            self.matrix += torch.bincount(index, minlength=n * n).reshape(n, n)
+            counts = torch.bincount(target[keep].long() * n + pred[keep].long(), minlength=n * n)
+            nonzero = counts.nonzero().flatten()
+            self.matrices.append(torch.stack([nonzero, counts[nonzero]], 1).tolist())
+            self.ids.append(sample_id)
 
     def state(self) -> dict:
-        return {"matrix": self.matrix.tolist()}
+        return {"ids": list(self.ids), "matrices": list(self.matrices)}
 
     def merge(self, state: dict) -> None:
-        self.matrix += torch.tensor(state["matrix"], dtype=torch.int64)
+        self.ids += state["ids"]
+        self.matrices += state["matrices"]
 
-    def compute(self) -> dict[str, float]:
-        m = self.matrix.double()
-        union = m.sum(0) + m.sum(1) - m.diag()
+    def image_ids(self) -> list[str]:
+        return self.ids
+
+    def image_table(self) -> dict[str, np.ndarray]:
+        n = self.num_classes
+        table = np.zeros((len(self.ids), n * n))
+        for row, pairs in enumerate(self.matrices):
+            if pairs:
+                index, count = np.asarray(pairs).T
+                table[row, index] = count
+        return {"confusion": table.reshape(-1, n, n)}
+
+    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        m = totals["confusion"]  # (B, truth, predicted)
+        diag = np.diagonal(m, axis1=1, axis2=2)
+        union = m.sum(1) + m.sum(2) - diag
         present = union > 0
-        iou = m.diag()[present] / union[present]
-        return {
-            "miou": 100.0 * float(iou.mean()) if present.any() else float("nan"),
-            "pixel_acc": 100.0 * float(m.diag().sum() / m.sum().clamp_min(1)),
-        }
+        iou = np.divide(diag, union, out=np.zeros_like(diag), where=present)
+        n_present = present.sum(1)
+        miou = np.where(n_present > 0, iou.sum(1) / np.maximum(n_present, 1), math.nan)
+        pixel_acc = diag.sum(1) / np.maximum(m.sum((1, 2)), 1)
+        return {"miou": 100.0 * miou, "pixel_acc": 100.0 * pixel_acc}
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Each image's own mIoU (classes in it or predicted in it) and pixel accuracy; the
+        task's values come from summed matrices, not from these means."""
+        values = self.from_totals(self.image_table())
+        return {"image_miou": values["miou"], "image_pixel_acc": values["pixel_acc"]}
 
 
 class VOCSegmentationTask(Task):

@@ -11,17 +11,18 @@ nothing is *unparsed*, counts as wrong, and is reported as its own rate. Every a
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from lic.data.images import load_image
 from lic.tasks.answers import LETTERS, parse_choice, parse_yes_no
-from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
 from lic.tasks.vlm import DEFAULT_VLM, VisionLanguageModel
 
 
@@ -36,12 +37,21 @@ class Question:
     choices: tuple[str, ...] = ()
 
 
-def _percent(count: float, total: float) -> float:
-    return 100.0 * count / total if total else 0.0
+def _percent(count: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """100 count / total, 0 where total is 0 (vectorised over resamples)."""
+    count, total = np.asarray(count, dtype=float), np.asarray(total, dtype=float)
+    return np.divide(
+        100.0 * count, total, out=np.zeros(np.broadcast(count, total).shape), where=total > 0
+    )
 
 
-class AnswerAccumulator(Accumulator):
-    """Keeps one record per question (id, group, truth, raw answer, parsed answer)."""
+Tally = dict[tuple, np.ndarray]  # (group or "", truth, parsed) -> totals
+
+
+class AnswerAccumulator(TableAccumulator):
+    """Keeps one record per question (image, id, group, truth, raw answer, parsed answer);
+    the scores are functions of how often each (truth, parsed) pair occurs, so a resample
+    of images adds up the drawn images' tallies."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -51,10 +61,11 @@ class AnswerAccumulator(Accumulator):
 
     def update(self, predictions, targets, sample_ids) -> None:
         """`predictions`: per image, the answers; `targets`: per image, its Questions."""
-        for answers, questions in zip(predictions, targets, strict=True):
+        for answers, questions, image in zip(predictions, targets, sample_ids, strict=True):
             for answer, question in zip(answers, questions, strict=True):
                 self.rows.append(
                     {
+                        "image": image,
                         "question_id": question.question_id,
                         "group": question.group,
                         "truth": question.truth,
@@ -72,19 +83,55 @@ class AnswerAccumulator(Accumulator):
     def records(self) -> list[dict]:
         return self.rows
 
-    def scores(self, records: list[dict]) -> dict[str, float]:
+    def image_ids(self) -> list[str]:
+        return list(dict.fromkeys(r["image"] for r in self.rows))
+
+    def groups(self) -> list[str]:
+        """The groups scored on their own: all of them when there are several."""
+        groups = sorted({r["group"] for r in self.rows})
+        return groups if len(groups) > 1 else []
+
+    def image_table(self) -> Tally:
+        column = {image: i for i, image in enumerate(self.image_ids())}
+        scored = set(self.groups())
+        table: Tally = defaultdict(lambda: np.zeros(len(column)))
+        for r in self.rows:
+            for group in ("", r["group"]) if r["group"] in scored else ("",):
+                table[group, r["truth"], r["parsed"]][column[r["image"]]] += 1
+        return dict(table)
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Questions, right answers and unparsed answers of each image (the scores are
+        ratios over all questions, not means over images)."""
+        column = {image: i for i, image in enumerate(self.image_ids())}
+        out = {name: np.zeros(len(column)) for name in ("questions", "correct", "unparsed")}
+        for r in self.rows:
+            i = column[r["image"]]
+            out["questions"][i] += 1
+            out["correct"][i] += r["parsed"] == r["truth"]
+            out["unparsed"][i] += r["parsed"] is None
+        return out
+
+    def scores(self, tally: Tally, group: str, size: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def compute(self) -> dict[str, float]:
+    def from_totals(self, totals: Tally) -> dict[str, np.ndarray]:
         """Scores over all questions, then per group (`<group>/<metric>`) if several."""
-        result = self.scores(self.rows)
-        groups = defaultdict(list)
-        for record in self.rows:
-            groups[record["group"]].append(record)
-        if len(groups) > 1:
-            for group, records in sorted(groups.items()):
-                result.update({f"{group}/{k}": v for k, v in self.scores(records).items()})
+        size = len(next(iter(totals.values()))) if totals else 1
+        result = self.scores(totals, "", size)
+        for group in self.groups():
+            result.update({f"{group}/{k}": v for k, v in self.scores(totals, group, size).items()})
         return result
+
+
+def _count(tally: Tally, group: str, size: int, truth=None, parsed=...) -> np.ndarray:
+    """Total of the (truth, parsed) pairs of `group`; None for truth means any truth, ... for
+    parsed any parse."""
+    total = np.zeros(size)
+    for (g, t, p), value in tally.items():
+        if g == group and truth in (None, t) and parsed in (..., p):
+            total = total + value
+    return total
 
 
 class YesNoAccumulator(AnswerAccumulator):
@@ -94,20 +141,22 @@ class YesNoAccumulator(AnswerAccumulator):
     def parse(self, question: Question, answer: str) -> str | None:
         return parse_yes_no(answer)
 
-    def scores(self, records: list[dict]) -> dict[str, float]:
-        n = len(records)
-        count = Counter((r["truth"], r["parsed"]) for r in records)
-        tp, fp, tn = count["yes", "yes"], count["no", "yes"], count["no", "no"]
-        positives = sum(v for (truth, _), v in count.items() if truth == "yes")
-        precision = _percent(tp, tp + fp)
-        recall = _percent(tp, positives)
+    def scores(self, tally: Tally, group: str, size: int) -> dict[str, np.ndarray]:
+        def count(truth=None, parsed=...):
+            return _count(tally, group, size, truth, parsed)
+
+        n = count()
+        tp, fp, tn = count("yes", "yes"), count("no", "yes"), count("no", "no")
+        precision, recall = _percent(tp, tp + fp), _percent(tp, count("yes"))
+        both = precision + recall
+        f1 = np.divide(2 * precision * recall, both, out=np.zeros(size), where=both > 0)
         return {
             "accuracy": _percent(tp + tn, n),
             "precision": precision,
             "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "f1": f1,
             "yes_ratio": _percent(tp + fp, n),
-            "unparsed": _percent(sum(r["parsed"] is None for r in records), n),
+            "unparsed": _percent(count(parsed=None), n),
         }
 
 
@@ -117,11 +166,12 @@ class ChoiceAccumulator(AnswerAccumulator):
     def parse(self, question: Question, answer: str) -> str | None:
         return parse_choice(answer, question.choices)
 
-    def scores(self, records: list[dict]) -> dict[str, float]:
-        n = len(records)
+    def scores(self, tally: Tally, group: str, size: int) -> dict[str, np.ndarray]:
+        right = sum((v for (g, t, p), v in tally.items() if g == group and t == p), np.zeros(size))
+        n = _count(tally, group, size)
         return {
-            "accuracy": _percent(sum(r["parsed"] == r["truth"] for r in records), n),
-            "unparsed": _percent(sum(r["parsed"] is None for r in records), n),
+            "accuracy": _percent(right, n),
+            "unparsed": _percent(_count(tally, group, size, parsed=None), n),
         }
 
 
