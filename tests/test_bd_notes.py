@@ -64,8 +64,12 @@ def test_bd_rate_golden_value_and_order_independence():
 
 
 def test_bd_table_shows_na_with_the_reason():
-    rows = [row("jpeg", "jpeg", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *SMOOTH)]
-    rows += [row("webp", "webp", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *ZIGZAG)]
+    rows = [
+        row("jpeg", "jpeg", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *SMOOTH, strict=True)
+    ]
+    rows += [
+        row("webp", "webp", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *ZIGZAG, strict=True)
+    ]
     (entry,) = bd_table(rows, ("jpeg", "jpeg"))
     assert math.isnan(entry["bd_rate_percent"]) and math.isfinite(entry["bd_metric"])
     assert "not strictly monotone" in entry["note"] and "BD-rate n/a" in entry["note"]

@@ -277,9 +277,11 @@ def test_coding_on_the_device_in_batches_equals_coding_in_workers(datasets, chec
         results[coding] = rows
     for device_row, worker_row in zip(results["device"], results["workers"], strict=True):
         assert device_row["bpp"] == worker_row["bpp"]  # the same bitstreams
-        assert device_row["value"] == pytest.approx(worker_row["value"], abs=1e-6)
-        assert {k: v for k, v in device_row.items() if k != "value"} == {
-            k: v for k, v in worker_row.items() if k != "value"
+        for key in ("value", "ci_low", "ci_high"):  # the same resamples of the same images
+            assert device_row[key] == pytest.approx(worker_row[key], abs=1e-6)
+        numbers = ("value", "ci_low", "ci_high")
+        assert {k: v for k, v in device_row.items() if k not in numbers} == {
+            k: v for k, v in worker_row.items() if k not in numbers
         }
     assert all(r["n_images"] == 4 and r["n_failed"] == 1 for r in results["device"])
 
@@ -519,8 +521,10 @@ def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_
     )
     assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]
     one, two = (list(csv.DictReader((tmp_path / d / "results.csv").open())) for d in ("one", "two"))
+    numbers = ("value", "ci_low", "ci_high")  # intervals: the same resamples, merged shards
     for a, b in zip(one, two, strict=True):
-        assert {k: v for k, v in a.items() if k != "value"} == {
-            k: v for k, v in b.items() if k != "value"
+        assert {k: v for k, v in a.items() if k not in numbers} == {
+            k: v for k, v in b.items() if k not in numbers
         }
-        assert float(a["value"]) == pytest.approx(float(b["value"]), abs=1e-6)
+        for key in numbers:
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-6)

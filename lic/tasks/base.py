@@ -92,7 +92,7 @@ class TableAccumulator(Accumulator):
             counts = np.asarray(counts, dtype=np.float64)
             totals = {}
             for name, table in tables.items():
-                flat = counts @ table.reshape(counts.shape[1], -1)
+                flat = counts @ table.reshape(len(table), int(np.prod(table.shape[1:])))
                 totals[name] = flat.reshape(len(counts), *table.shape[1:])
             return self.from_totals(totals)
 
