@@ -40,3 +40,17 @@ def test_random_models_are_seeded_and_missing_weights_name_the_flag(monkeypatch)
         ModelRef.parse("resnet18", "DEFAULT").build(
             torch.device("cpu"), "the voter", "--voter-weights none"
         )
+
+
+def test_samples_are_typed_and_read_as_tuples(tmp_path):
+    from conftest import photo_like, save_rgb
+
+    from lic.tasks import Sample, create_task
+
+    (tmp_path / "n01").mkdir()
+    save_rgb(tmp_path / "n01" / "a.png", photo_like(32, 32))
+    task = create_task("imagenet", tmp_path, model="resnet18", weights="none")
+    sample = task.samples[0]
+    assert isinstance(sample, Sample) and sample.annotation == 0
+    path, label = sample
+    assert task.sample_id(0) == sample.id == str(path) and label == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, Task
 from lic.tasks.classification import ConsistencyTask, ImageNetTask
 from lic.tasks.detection import COCODetectionTask
 from lic.tasks.fidelity import FidelityTask
@@ -45,4 +45,4 @@ def create_task(
     return TASKS[name](root, model=model, weights=weights, limit=limit, **options)
 
 
-__all__ = ["TASKS", "Accumulator", "DatasetLayoutError", "Task", "create_task"]
+__all__ = ["TASKS", "Accumulator", "DatasetLayoutError", "Sample", "Task", "create_task"]

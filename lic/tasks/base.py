@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +22,20 @@ from torch import Tensor, nn
 from lic.data.images import DatasetLayoutError
 from lic.tasks.models import ModelRef
 
-__all__ = ["Accumulator", "DatasetLayoutError", "TableAccumulator", "Task"]
+__all__ = ["Accumulator", "DatasetLayoutError", "Sample", "TableAccumulator", "Task"]
+
+
+class Sample(NamedTuple):
+    """One task sample: its image file and what else the task reads for it (an ImageNet
+    label, a VOC mask file, a COCO image id, VLM questions). A tuple, so `path, label =
+    sample` reads it."""
+
+    path: Path
+    annotation: Any = None
+
+    @property
+    def id(self) -> str:
+        return str(self.path)
 
 
 class Accumulator(ABC):
@@ -144,8 +157,8 @@ class Task(ABC):
         """The expected on-disk layout, for error messages."""
 
     @abstractmethod
-    def find_samples(self) -> list:
-        """Sample descriptors (paths and annotations), in a fixed order."""
+    def find_samples(self) -> list[Sample]:
+        """The samples, in a fixed order."""
 
     @abstractmethod
     def load(self, index: int) -> tuple[Tensor, Any]:
@@ -153,11 +166,7 @@ class Task(ABC):
         files (ImageReadError)."""
 
     def sample_id(self, index: int) -> str:
-        return str(
-            self.samples[index][0]
-            if isinstance(self.samples[index], tuple)
-            else self.samples[index]
-        )
+        return self.samples[index].id
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from lic.data.images import list_images, load_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, TableAccumulator, Task
 
 
 class ClassifierInput:
@@ -116,11 +115,11 @@ class ImageNetTask(ClassifierTask):
             "LOC_synset_mapping.txt, or with val.txt '<file> <class index>'"
         )
 
-    def find_samples(self) -> list[tuple[Path, int]]:
+    def find_samples(self) -> list[Sample]:
         folders = sorted(p for p in self.root.iterdir() if p.is_dir())
         if folders:
             return [
-                (path, label)
+                Sample(path, label)
                 for label, folder in enumerate(folders)
                 for path in list_images(folder)
             ]
@@ -132,7 +131,7 @@ class ImageNetTask(ClassifierTask):
             f"{self.root}: no class folders and no label file ({self.layout_hint()})"
         )
 
-    def _kaggle_samples(self) -> list[tuple[Path, int]]:
+    def _kaggle_samples(self) -> list[Sample]:
         mapping = self.root / "LOC_synset_mapping.txt"
         if not mapping.is_file():
             raise DatasetLayoutError(f"{mapping}: missing (lists the 1000 wnids in class order)")
@@ -147,14 +146,14 @@ class ImageNetTask(ClassifierTask):
             for row in csv.DictReader(f):
                 try:
                     wnid = row["PredictionString"].split()[0]
-                    samples.append((files[row["ImageId"]], index[wnid]))
+                    samples.append(Sample(files[row["ImageId"]], index[wnid]))
                 except (KeyError, IndexError) as err:
                     raise DatasetLayoutError(
                         f"{self.root / 'LOC_val_solution.csv'}: bad row {dict(row)} ({err!r})"
                     ) from None
         return sorted(samples)
 
-    def _val_txt_samples(self) -> list[tuple[Path, int]]:
+    def _val_txt_samples(self) -> list[Sample]:
         samples = []
         for n, line in enumerate((self.root / "val.txt").read_text().splitlines(), 1):
             if not line.strip():
@@ -164,7 +163,7 @@ class ImageNetTask(ClassifierTask):
                 raise DatasetLayoutError(
                     f"{self.root / 'val.txt'}:{n}: expected '<file> <class index>', got '{line}'"
                 )
-            samples.append((self.root / parts[0], int(parts[1])))
+            samples.append(Sample(self.root / parts[0], int(parts[1])))
         return samples
 
     def load(self, index: int) -> tuple[Tensor, int]:
@@ -200,11 +199,11 @@ class ConsistencyTask(ClassifierTask):
     def layout_hint(self) -> str:
         return "expected a folder of images (any layout)"
 
-    def find_samples(self) -> list[Path]:
-        return list_images(self.root)
+    def find_samples(self) -> list[Sample]:
+        return [Sample(path) for path in list_images(self.root)]
 
     def load(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.input.prepare(load_image(self.samples[index]))
+        image = self.input.prepare(load_image(self.samples[index].path))
         return image, image
 
     def reference_predictions(

@@ -17,7 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
 
 from lic.data.images import load_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, Task
 
 
 def _quiet_coco(annotation_file: Path) -> COCO:
@@ -148,7 +148,7 @@ class COCODetectionTask(Task):
     def layout_hint(self) -> str:
         return "expected val2017/*.jpg and annotations/instances_val2017.json"
 
-    def find_samples(self) -> list[tuple[Path, int]]:
+    def find_samples(self) -> list[Sample]:
         annotations = self.root / "annotations" / "instances_val2017.json"
         if not annotations.is_file() or not (self.root / "val2017").is_dir():
             raise DatasetLayoutError(f"{self.root}: {self.layout_hint()}")
@@ -159,7 +159,7 @@ class COCODetectionTask(Task):
                 f"{annotations}: not a COCO instances file ({err!r})"
             ) from None
         images = sorted(self.ground_truth.dataset.get("images", []), key=lambda im: im["id"])
-        return [(self.root / "val2017" / im["file_name"], int(im["id"])) for im in images]
+        return [Sample(self.root / "val2017" / im["file_name"], int(im["id"])) for im in images]
 
     def model_kwargs(self) -> dict:
         return {"num_classes": 91, "weights_backbone": None}

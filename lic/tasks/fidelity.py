@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from lic.data.images import list_images, load_image
 from lic.errors import UsageError
 from lic.metrics import create_metric, metric_spec
-from lic.tasks.base import Accumulator, TableAccumulator, Task
+from lic.tasks.base import Accumulator, Sample, TableAccumulator, Task
 from lic.weights import random_weights
 
 METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
@@ -141,16 +141,16 @@ class FidelityTask(Task):
     def layout_hint(self) -> str:
         return "expected a folder of images (any layout)"
 
-    def find_samples(self) -> list[Path]:
-        return list_images(self.root)
+    def find_samples(self) -> list[Sample]:
+        return [Sample(path) for path in list_images(self.root)]
 
     def load(self, index: int) -> tuple[Tensor, Tensor]:
-        image = load_image(self.samples[index])
+        image = load_image(self.samples[index].path)
         for name in self.chosen:
             spec = metric_spec(name)
             if min(image.shape[-2:]) < spec.min_side:
                 raise ValueError(
-                    f"{self.samples[index]}: {spec.display} needs both sides >= "
+                    f"{self.samples[index].path}: {spec.display} needs both sides >= "
                     f"{spec.min_side} px, got {tuple(image.shape[-2:])}"
                 )
         return image, image

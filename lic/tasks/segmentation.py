@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 
 from lic.data.images import ImageReadError, load_image, open_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, TableAccumulator, Task
 
 NUM_CLASSES = 21
 IGNORE = 255
@@ -89,7 +88,7 @@ class VOCSegmentationTask(Task):
             "ImageSets/Segmentation/val.txt}"
         )
 
-    def find_samples(self) -> list[tuple[Path, Path]]:
+    def find_samples(self) -> list[Sample]:
         if (self.root / "VOC2012").is_dir():
             self.root = self.root / "VOC2012"
         split = self.root / "ImageSets" / "Segmentation" / "val.txt"
@@ -97,7 +96,9 @@ class VOCSegmentationTask(Task):
             raise DatasetLayoutError(f"{split}: missing ({self.layout_hint()})")
         names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
         samples = [
-            (self.root / "JPEGImages" / f"{n}.jpg", self.root / "SegmentationClass" / f"{n}.png")
+            Sample(
+                self.root / "JPEGImages" / f"{n}.jpg", self.root / "SegmentationClass" / f"{n}.png"
+            )
             for n in names
         ]
         missing = [str(p) for pair in samples for p in pair if not p.is_file()]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lic.data.images import load_image
 from lic.tasks.answers import LETTERS, parse_choice, parse_yes_no
-from lic.tasks.base import Accumulator, DatasetLayoutError, TableAccumulator, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, TableAccumulator, Task
 from lic.tasks.vlm import DEFAULT_VLM, VisionLanguageModel
 
 
@@ -185,7 +185,7 @@ class VLMTask(Task):
     default_model = DEFAULT_VLM
     default_weights = "DEFAULT"
     model_family = "transformers"
-    samples: list[tuple[Path, list[Question]]]
+    samples: list[Sample]  # (image path, its questions)
 
     def load(self, index: int) -> tuple[Tensor, list[Question]]:
         path, questions = self.samples[index]
@@ -209,7 +209,7 @@ class VLMTask(Task):
         return {**super().description(), "n_questions": n_questions}
 
     @staticmethod
-    def group_by_image(pairs: list[tuple[Path, Question]]) -> list[tuple[Path, list[Question]]]:
+    def group_by_image(pairs: list[tuple[Path, Question]]) -> list[Sample]:
         by_image: dict[Path, list[Question]] = defaultdict(list)
         for path, question in pairs:
             by_image[path].append(question)
@@ -219,7 +219,7 @@ class VLMTask(Task):
                 f"{len(missing)} image(s) named by the questions are missing, e.g. "
                 f"{', '.join(missing[:3])}"
             )
-        return sorted(by_image.items())
+        return [Sample(path, questions) for path, questions in sorted(by_image.items())]
 
 
 class POPETask(VLMTask):
@@ -255,7 +255,7 @@ class POPETask(VLMTask):
         except json.JSONDecodeError as err:
             raise DatasetLayoutError(f"{path}: not JSON lines ({err})") from None
 
-    def find_samples(self) -> list[tuple[Path, list[Question]]]:
+    def find_samples(self) -> list[Sample]:
         files = self.question_files()
         if not files:
             raise DatasetLayoutError(f"{self.root}: no POPE question files ({self.layout_hint()})")
@@ -303,7 +303,7 @@ class SEEDBenchTask(VLMTask):
     def layout_hint(self) -> str:
         return "expected SEED-Bench.json and SEED-Bench-image/ (SEED-Bench v1 release)"
 
-    def find_samples(self) -> list[tuple[Path, list[Question]]]:
+    def find_samples(self) -> list[Sample]:
         annotations, folder = self.root / "SEED-Bench.json", self.root / "SEED-Bench-image"
         if not annotations.is_file() or not folder.is_dir():
             raise DatasetLayoutError(f"{self.root}: {self.layout_hint()}")
