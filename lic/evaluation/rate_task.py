@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,9 @@ from lic.evaluation.coders import Coder, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.evaluation.per_image import images_path, read_images, write_images
 from lic.tasks import Task, create_task
+
+if TYPE_CHECKING:
+    from lic.evaluation.report import ResultRow
 
 log = logging.getLogger(__name__)
 CELL_FORMAT = 1
@@ -221,7 +224,8 @@ def evaluate_cell(
     )
 
 
-def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[dict]:
+def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[ResultRow]:
+    """The results rows of a cell, one per task metric."""
     meta = cell["meta"]
     return [
         {

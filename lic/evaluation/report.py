@@ -7,6 +7,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,22 +19,27 @@ from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
 from lic.evaluation.per_image import write_per_image
 from lic.metrics import metric_info
 
-COLUMNS = [
-    "codec",
-    "objective",
-    "lambda",
-    "quality",
-    "task",
-    "metric",
-    "bpp",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n_images",
-    "n_failed",
-    "rate_source",
-    "checkpoint",
-]
+ResultRow = TypedDict(
+    "ResultRow",
+    {
+        "codec": str,
+        "objective": str,
+        "lambda": "float | None",  # a learned codec's lambda (`lambda` is a keyword)
+        "quality": "int | None",  # a classical or zoo codec's quality
+        "task": str,
+        "metric": str,
+        "bpp": "float | None",  # None for the uncompressed reference
+        "value": float,
+        "ci_low": "float | None",  # 95% bootstrap interval over images (None: disabled)
+        "ci_high": "float | None",
+        "n_images": int,
+        "n_failed": int,
+        "rate_source": str,  # bitstream, estimate, file size, none
+        "checkpoint": "str | None",
+    },
+)
+"""One row of results.csv/json: one metric of one (coder, task) cell."""
+COLUMNS = list(ResultRow.__annotations__)
 
 
 Curve = tuple[str, str]  # (codec, objective)
