@@ -2,6 +2,7 @@
 
 lic train fit --config configs/demo.yaml
 lic eval --ckpt checkpoints/*.ckpt --task fidelity --data-root data/demo/val --out results
+lic sweep configs/sweeps/demo.yaml --launcher local
 lic score --metric mlclipsim REF DIST [REF DIST ...]
 lic score --metric lpips --ref-dir A --dist-dir B --out scores.csv
 """
@@ -19,6 +20,7 @@ from lic.cli_data import add_data_command, add_export_command
 from lic.devices import resolve_device
 from lic.errors import UsageError, run_entry_point
 from lic.metrics.options import add_option_flag, metric_options
+from lic.sweep.cli import add_sweep_command
 from lic.weights import random_weights
 
 
@@ -405,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_iqa(sub)
     add_data_command(sub)
     add_export_command(sub)
+    add_sweep_command(sub)
     return parser
 
 

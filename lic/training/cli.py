@@ -15,12 +15,9 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 
 from lic.errors import UsageError, run_entry_point
-from lic.metrics.objective import objective_name
+from lic.training.naming import run_name
 
-
-def run_name(codec: str, distortion: str | dict[str, float], lmbda: float) -> str:
-    """Folder name of one training run: codec, objective and lambda."""
-    return f"{codec}_{objective_name(distortion)}_lambda{lmbda:g}"
+__all__ = ["LicCLI", "main", "run_name"]
 
 
 def _as_plain(value: object) -> object:

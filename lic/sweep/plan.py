@@ -1,0 +1,259 @@
+"""A sweep file and the training runs it stands for (plain Python: planning loads no torch).
+
+A sweep file (YAML) names LightningCLI base configs, a grid over any config keys, fixed
+arguments, an output root, launcher settings and an eval section. Every grid point is one
+`lic train fit` run in `<out>/<codec>_<objective>_lambda<lambda>/` (lic.training.naming, the
+folder `lic train` itself writes). A run is *done* when its marker file records the same
+arguments; a run with a `last.ckpt` but no such marker resumes from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lic.errors import InputError, UsageError
+from lic.training.naming import run_name
+
+SWEEP_KEYS = ("name", "base", "grid", "fixed", "out", "launcher", "eval")
+LAUNCHERS = ("local", "slurm")
+NAME_KEYS = ("model.codec", "model.distortion", "model.lmbda")
+OWNED_KEYS = {"trainer.default_root_dir": "out (or --out)", "ckpt_path": "the sweep (resume)"}
+DONE_MARKER = "sweep_done.json"
+GRID_CONFIG = "config"  # a grid over whole config files (added after the base configs)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One grid point: its folder and the `lic train` arguments that train it."""
+
+    name: str
+    run_dir: Path
+    args: tuple[str, ...]
+    point: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+    @property
+    def marker(self) -> Path:
+        return self.run_dir / DONE_MARKER
+
+    def status(self) -> str:
+        """'done' (finished with these arguments), 'resume' (has last.ckpt) or 'new'."""
+        try:
+            recorded = json.loads(self.marker.read_text()).get("args")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded == list(self.args) and self.last_ckpt.is_file():
+            return "done"
+        return "resume" if self.last_ckpt.is_file() else "new"
+
+    def command(self, extra: Sequence[str] = ()) -> str:
+        """The equivalent shell command (what the job runs, in-process)."""
+        return shlex.join(["lic", "train", *self.args, *extra])
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file; paths of configs and eval data are relative to the file."""
+
+    source: Path
+    name: str
+    base: list[Path]
+    grid: dict[str, list[Any]]
+    fixed: dict[str, Any]
+    out: Path
+    launcher: dict[str, dict[str, Any]]
+    eval: dict[str, Any] | None
+    sets: dict[str, Any] = field(default_factory=dict)
+
+    def runs(self) -> list[Run]:
+        """Every grid point in file order (the last grid key varies fastest)."""
+        keys = list(self.grid)
+        runs: dict[str, Run] = {}
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            point = dict(zip(keys, values, strict=True))
+            configs = [*self.base, *point.get(GRID_CONFIG, [])]
+            settings = {k: v for k, v in {**self.fixed, **point, **self.sets}.items()}
+            settings.pop(GRID_CONFIG, None)
+            name = run_name(*(_value(self.source, configs, k, settings) for k in NAME_KEYS))
+            if name in runs:
+                raise UsageError(
+                    f"{self.source}: grid points {runs[name].point} and {point} both train "
+                    f"{name}; a run folder is named by {', '.join(NAME_KEYS)} only"
+                )
+            args = ["fit", *(a for c in configs for a in ("--config", str(c)))]
+            args += ["--trainer.default_root_dir", str(self.out)]
+            args += [a for k, v in settings.items() for a in (f"--{k}", cli_value(v))]
+            runs[name] = Run(name, self.out / name, tuple(args), point)
+        return list(runs.values())
+
+
+def _value(source: Path, configs: Sequence[Path], key: str, settings: Mapping[str, Any]) -> Any:
+    """A naming key's value as `lic train` resolves it: the last writer wins (configs in
+    order, then fixed, grid and --set)."""
+    value = settings.get(key)
+    if key not in settings:
+        for values in map(_base_values, reversed(configs)):
+            if key in values:
+                value = values[key]
+                break
+    if value is None:
+        raise UsageError(
+            f"{source}: {key} is set nowhere (configs, fixed, grid or --set); "
+            "the run folders are named after it"
+        )
+    if key == "model.lmbda":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{source}: model.lmbda {value!r} is not a number") from None
+    return value
+
+
+def cli_value(value: Any) -> str:
+    """A config value as one command-line word (JSON is YAML; strings pass unchanged)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'lmbda': 1}} -> {'model.lmbda': 1}; a dotted key's value is kept whole."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        flat[dotted] = value
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{dotted}."))
+    return flat
+
+
+def _base_values(path: Path) -> dict[str, Any]:
+    return _flatten(_read_yaml(path, "base config"))
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise InputError(f"{what} {path}: cannot read it ({' '.join(str(err).split())})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{what} {path}: expected a mapping")
+    return values
+
+
+def _config_paths(source: Path, entry: Any) -> list[Path]:
+    """LightningCLI config files named in a sweep file (one or a list), relative to it;
+    each must be a readable mapping."""
+    entries = [entry] if isinstance(entry, str) else entry or []
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise InputError(f"{source}: expected a config file or a list of them, got {entry!r}")
+    paths = [(source.parent / e).resolve() for e in entries]
+    for path in paths:
+        _read_yaml(path, "config")
+    return paths
+
+
+def parse_sets(entries: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` entries; VALUE is YAML (`3`, `0.5`, `'{lpips: 500}'`, `[1, 2]`)."""
+    sets = {}
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        key = key.strip().removeprefix("--")
+        if not sep or not key:
+            raise UsageError(f"--set {entry}: expected KEY=VALUE, e.g. trainer.max_steps=3")
+        try:
+            sets[key] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise UsageError(f"--set {entry}: VALUE is not valid YAML") from None
+    return sets
+
+
+def _check_keys(source: Path, section: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        if key in OWNED_KEYS:
+            raise UsageError(f"{source}: {section} sets {key}; that is set by {OWNED_KEYS[key]}")
+        if not isinstance(key, str) or not key or key.startswith("-"):
+            raise UsageError(f"{source}: {section} key {key!r}: expected section.key")
+
+
+def _section(values: Mapping[str, Any], source: Path, key: str) -> dict[str, Any]:
+    section = values.get(key) or {}
+    if not isinstance(section, dict):
+        raise InputError(f"{source}: '{key}' must be a mapping")
+    return dict(section)
+
+
+def load_sweep(path: str | Path, out: str | None = None, sets: Sequence[str] = ()) -> Sweep:
+    """Read and check a sweep file; `out` and `sets` are the command line's --out and --set."""
+    source = Path(path)
+    values = _read_yaml(source, "sweep file")
+    unknown = sorted(set(values) - set(SWEEP_KEYS))
+    if unknown:
+        raise InputError(f"{source}: unknown key(s) {unknown}; known: {list(SWEEP_KEYS)}")
+    base_paths = _config_paths(source, values.get("base"))
+    if not base_paths:
+        raise InputError(f"{source}: 'base' must list LightningCLI configs (relative to the file)")
+    grid = _section(values, source, "grid")
+    for key, options in grid.items():
+        if not isinstance(options, list) or not options:
+            raise InputError(f"{source}: grid key {key} must list one or more values")
+    if GRID_CONFIG in grid:  # each value: a config file, or a list of them
+        grid[GRID_CONFIG] = [_config_paths(source, v) for v in grid[GRID_CONFIG]]
+    fixed, overrides = _section(values, source, "fixed"), parse_sets(sets)
+    _check_keys(source, "grid", list(grid))
+    _check_keys(source, "fixed", list(fixed))
+    _check_keys(source, "--set", list(overrides))
+    launcher = _section(values, source, "launcher")
+    if set(launcher) - set(LAUNCHERS):
+        raise InputError(f"{source}: launcher sections are {list(LAUNCHERS)}")
+    launcher = {name: _section(launcher, source, name) for name in LAUNCHERS}
+    name = str(values.get("name") or source.stem)
+    root = Path(out or values.get("out") or Path("runs") / "sweeps" / name).absolute()
+    evaluation = _eval_section(values.get("eval"), source) if values.get("eval") else None
+    return Sweep(source, name, base_paths, grid, fixed, root, launcher, evaluation, overrides)
+
+
+def _eval_section(section: Any, source: Path) -> dict[str, Any]:
+    """EvalConfig fields (no checkpoints, no out: the sweep gives them) plus `slurm`; data
+    roots relative to the sweep file. Checked now, so a typo stops the sweep before training."""
+    from lic.evaluation.config import EvalConfig
+
+    if not isinstance(section, dict):
+        raise InputError(f"{source}: 'eval' must be a mapping of lic eval options")
+    section = dict(section)
+    for owned in ("checkpoints", "out"):
+        if owned in section:
+            raise UsageError(f"{source}: eval.{owned} is set by the sweep")
+    roots = section.get("data_roots") or {}
+    if not isinstance(roots, dict):
+        raise InputError(f"{source}: eval.data_roots maps each task to its folder")
+    section["data_roots"] = {
+        task: str(root if Path(root).is_absolute() else (source.parent / root).resolve())
+        for task, root in roots.items()
+    }
+    section.setdefault("progress", False)  # logs, not terminals
+    if section.get("baselines"):  # lic eval's syntax: NAME or NAME=Q1,Q2,... (checked here)
+        from lic.evaluation.cli import parse_baselines
+
+        names, grids = parse_baselines(list(section["baselines"]))
+        section["baselines"], section["qualities"] = (
+            names,
+            {**grids, **section.get("qualities", {})},
+        )
+    options = {k: v for k, v in section.items() if k != "slurm"}
+    try:
+        EvalConfig.from_mapping({**options, "out": "check"}, f"{source}: eval")
+    except TypeError as err:
+        raise InputError(f"{source}: eval: {err}") from None
+    return section
