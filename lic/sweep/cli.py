@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+
+from lic.errors import LicError
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +47,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     from lic.sweep.launch import dry_run, launch_local, launch_slurm
     from lic.sweep.plan import load_sweep
 
+    if importlib.util.find_spec("submitit") is None and not (
+        args.dry_run and args.launcher == "local"
+    ):
+        raise LicError("lic sweep launches through submitit: pip install 'lic[sweep]'")
     sweep = load_sweep(args.file, args.out, args.sets)
     runs = sweep.runs()
     if args.dry_run:

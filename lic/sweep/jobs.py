@@ -60,10 +60,10 @@ class TrainRun(submitit.helpers.Checkpointable):
         self.run, self.extra = run, tuple(extra)
 
     def __call__(self) -> str:
-        from lic.training.cli import main
-
         run, rank = self.run, _global_rank()
         run.run_dir.mkdir(parents=True, exist_ok=True)
+        from lic.training.cli import main
+
         with _exclusive(run, rank):
             argv = [*run.args, *self.extra]
             resume = run.last_ckpt.is_file()
@@ -125,5 +125,6 @@ def tail_error(log: Path | None) -> str:
     except (OSError, TypeError):
         return "no log"
     lines = [line for line in lines if line]
-    errors = [line for line in lines if line.startswith(("error:", "RuntimeError:"))]
-    return (errors or lines or ["empty log"])[-1]
+    errors = [line for line in lines if line.startswith("error:")]
+    raised = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
+    return (errors or raised or lines or ["empty log"])[-1]

@@ -186,12 +186,14 @@ def _queued(sweep: Sweep) -> set[str]:
         jobs = json.loads(state_file.read_text())
     except (OSError, ValueError):
         return set()
-    folder = _slurm_folder(sweep)
-    return {
-        name
-        for name, job_id in jobs.items()
-        if submitit.SlurmJob(folder, job_id).state.split()[0] in QUEUED_STATES
+    handles = {
+        name: submitit.SlurmJob(_slurm_folder(sweep), job_id) for name, job_id in jobs.items()
     }
+    submitit.SlurmJob.watcher.update()  # one sacct call for all of them
+    states = {
+        name: job.watcher.get_state(job.job_id, mode="cache") for name, job in handles.items()
+    }
+    return {name for name, state in states.items() if state.split()[0] in QUEUED_STATES}
 
 
 def launch_slurm(sweep: Sweep, runs: list[Run]) -> int:
@@ -211,7 +213,9 @@ def launch_slurm(sweep: Sweep, runs: list[Run]) -> int:
         executor.update_parameters(**params)
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"launcher slurm: {' '.join(str(err).split())}") from None
-    jobs = executor.submit_array([TrainRun(r, slurm_train_args(sweep)) for r in todo])
+    jobs = (
+        executor.submit_array([TrainRun(r, slurm_train_args(sweep)) for r in todo]) if todo else []
+    )
     ids = {r.name: j.job_id for r, j in zip(todo, jobs, strict=True)}
     for name, job_id in ids.items():
         print(f"  submitted {name}: job {job_id}")
