@@ -71,6 +71,21 @@ def test_python_api_and_cli_share_the_record(folder, tmp_path):
     assert EvalConfig.load(tmp_path / CONFIG_NAME).metrics == ["psnr"]
 
 
+def test_interval_and_protocol_flags_reach_the_record():
+    from lic.evaluation.cli import build_parser, config_from_args
+
+    argv = ["--task", "seedbench", "--data-root", ".", "--out", "x", "--bootstrap", "0"]
+    argv += ["--bootstrap-seed", "7", "--seed-protocol", "likelihood"]
+    config = config_from_args(build_parser().parse_args(argv))
+    assert (config.bootstrap, config.bootstrap_seed, config.seed_protocol) == (0, 7, "likelihood")
+    defaults = EvalConfig(tasks=[], out="x")
+    assert (defaults.bootstrap, defaults.bootstrap_seed, defaults.seed_protocol) == (
+        1000,
+        0,
+        "generate",
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -83,6 +98,11 @@ def test_python_api_and_cli_share_the_record(folder, tmp_path):
         (["eval", "--config", "missing.yaml"], "cannot read it"),
         (["eval", "--config", "BAD"], "unknown option(s) ['no_such_option']"),
         (["eval", "--task", "consistency", "--data-root", ".", "--metrics", "psnr"], "--metrics"),
+        (
+            ["eval", "--task", "fidelity", "--data-root", ".", "--out", "x", "--bootstrap", "-1"],
+            "--bootstrap -1",
+        ),
+        (["eval", "--task", "seedbench", "--data-root", ".", "--seed-protocol", "ppl"], "ppl"),
     ],
 )
 def test_eval_usage_errors_exit_2(argv, message, tmp_path, capsys, monkeypatch):

@@ -438,6 +438,55 @@ def test_batched_generation_equals_one_prompt_at_a_time(vlms):
     assert len(set(batched)) > 1  # the answers depend on the image and question
 
 
+def test_option_loglikelihoods_equal_scoring_each_option_alone(vlms):
+    """SEED-Bench's likelihood protocol: the batched, right-padded scores equal a forward pass
+    on each prompt + option alone, and the mean is over the option's own tokens."""
+    vlm = load_vlm(str(vlms["random"]), "DEFAULT", torch.device("cpu"))
+    image = photo_like(48, 64, seed=7)
+    options = ["two", "a red cat", "one", "the dog in the image"]  # 1 to 4 tokens: padding
+    scores = vlm.option_loglikelihoods(image, "how many ?", options)
+    pixels = image.mul(255).round().to(torch.uint8)
+    prompt = vlm.prompt("how many ?")
+    start = vlm.processor(images=[pixels], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
+    for option, score in zip(options, scores, strict=True):
+        inputs = vlm.processor(images=[pixels], text=[prompt + option], return_tensors="pt")
+        with torch.no_grad():
+            log_probs = torch.log_softmax(vlm.model(**inputs).logits[0].double(), -1)
+        ids = inputs["input_ids"][0]
+        by_hand = [float(log_probs[t - 1, ids[t]]) for t in range(start, len(ids))]
+        assert len(by_hand) == len(option.split())
+        assert score == pytest.approx(sum(by_hand) / len(by_hand), abs=1e-4)
+    assert len(set(scores)) == 4
+    assert vlm.tokenizer.padding_side == "left"  # generation's padding is restored
+
+
+def test_seedbench_likelihood_protocol_through_the_harness(vlms, tmp_path):
+    out = tmp_path / "out"
+    rows = run(
+        tasks=["seedbench"],
+        data_roots={"seedbench": str(make_seedbench(tmp_path / "seed"))},
+        out=out,
+        workers=0,
+        device="cpu",
+        task_model=str(vlms["random"]),
+        progress=False,
+        seed_protocol="likelihood",
+        bootstrap=50,
+    )
+    (answers,) = (out / "answers").glob("seedbench__*.jsonl")
+    records = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        scores = record["loglikelihoods"]
+        best = max(scores, key=scores.get)
+        assert record["parsed"] == best and record["answer"].startswith(f"{best}. ")
+    right = sum(r["parsed"] == r["truth"] for r in records)
+    values = {r["metric"]: r["value"] for r in rows}
+    assert values["accuracy"] == pytest.approx(100 * right / 3) and values["unparsed"] == 0
+    cell = json.loads(next((out / "cells").glob("seedbench__*.json")).read_text())
+    assert cell["meta"]["protocol"] == "likelihood"
+
+
 def save_tiny_qwen2_5_vl(folder: Path) -> Path:
     """Qwen2.5-VL: dynamic resolution and 3D rotary positions."""
     vision = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]

@@ -41,6 +41,7 @@ class EvalConfig:
     anchor: str | None = None
     bootstrap: int = 1000
     bootstrap_seed: int = 0
+    seed_protocol: str = "generate"
     metrics: list[str] | None = None
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 16
@@ -67,6 +68,8 @@ class EvalConfig:
             raise UsageError("no output folder (--out)")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit {self.limit}: give a positive number of images")
+        if self.seed_protocol not in ("generate", "likelihood"):
+            raise UsageError(f"seed_protocol '{self.seed_protocol}': generate or likelihood")
         if self.bootstrap < 0:
             raise UsageError(f"--bootstrap {self.bootstrap}: give a number of resamples (0: none)")
         if self.metrics and "fidelity" not in self.tasks:

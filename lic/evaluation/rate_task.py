@@ -313,6 +313,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             limit=config.limit,
             metrics=config.metrics,
             metric_args=config.metric_args,
+            protocol=config.seed_protocol,
         )
         model = None
         for coder in coders:

@@ -33,15 +33,19 @@ def create_task(
     limit: int | None = None,
     metrics: Sequence[str] | None = None,
     metric_args: Mapping[str, Mapping] | None = None,
+    protocol: str | None = None,
 ) -> Task:
     """Task `name` on `root`; `metrics` chooses among a task's `metric_choices` (fidelity)
     and `metric_args` are their constructor arguments; tasks whose metrics are fixed ignore
-    both."""
+    both. `protocol` is the answer protocol of tasks that offer several (SEED-Bench); others
+    ignore it."""
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
     options = {}
     if TASKS[name].metric_choices:  # tasks whose metrics are chosen take their arguments too
         options = {"metrics": metrics, "metric_args": metric_args}
+    if TASKS[name].protocols and protocol is not None:
+        options["protocol"] = protocol
     return TASKS[name](root, model=model, weights=weights, limit=limit, **options)
 
 

@@ -131,6 +131,7 @@ class Task(ABC):
     metrics: tuple[str, ...]
     metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
     model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
+    protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
 
     def __init__(
         self,

@@ -118,6 +118,38 @@ class VisionLanguageModel(nn.Module):
             ]
         return answers
 
+    @torch.inference_mode()
+    def option_loglikelihoods(
+        self, image: Tensor, question: str, options: Sequence[str]
+    ) -> list[float]:
+        """Mean log-likelihood per token of each option's text as the answer to `question`
+        about `image` (SEED-Bench's likelihood protocol: the official script takes the mean
+        token cross-entropy of each choice and picks the lowest). The options are scored
+        in one right-padded batch: the prompt's tokens, then the option's."""
+        pixels = image.clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+        prompt = self.prompt(question)
+        texts = [prompt] + [f"{prompt}{option}" for option in options]
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "right"
+        try:
+            inputs = self.processor(
+                images=[pixels] * len(texts), text=texts, padding=True, return_tensors="pt"
+            ).to(self.model.device, dtype=self.model.dtype)
+        finally:
+            self.tokenizer.padding_side = side
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        start = int(mask[0].sum())
+        if not bool((ids[1:, :start] == ids[0, :start]).all()):
+            raise ValueError("the tokenizer splits the prompt differently before an option")
+        rows = {k: v[1:] for k, v in inputs.items()}
+        logits = self.model(**rows).logits.float()
+        log_probs = torch.log_softmax(logits[:, start - 1 : -1], dim=-1)
+        targets = rows["input_ids"][:, start:]
+        token = log_probs.gather(-1, targets[..., None])[..., 0]
+        keep = rows["attention_mask"][:, start:].to(token.dtype)
+        if bool((keep.sum(1) == 0).any()):
+            raise ValueError("an option has no tokens of its own")
+        return ((token * keep).sum(1) / keep.sum(1)).tolist()
+
 
 def load_vlm(name: str, weights: str, device: torch.device, **options) -> VisionLanguageModel:
     """`name`: hub id or local folder; `weights`: DEFAULT (pretrained) or none (random

@@ -21,6 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from lic.data.images import load_image
+from lic.errors import UsageError
 from lic.tasks.answers import LETTERS, parse_choice, parse_yes_no
 from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, TableAccumulator, Task
 from lic.tasks.vlm import DEFAULT_VLM, VisionLanguageModel
@@ -63,14 +64,15 @@ class AnswerAccumulator(TableAccumulator):
         """`predictions`: per image, the answers; `targets`: per image, its Questions."""
         for answers, questions, image in zip(predictions, targets, sample_ids, strict=True):
             for answer, question in zip(answers, questions, strict=True):
+                extra = answer if isinstance(answer, dict) else {"answer": answer}
                 self.rows.append(
                     {
                         "image": image,
                         "question_id": question.question_id,
                         "group": question.group,
                         "truth": question.truth,
-                        "answer": answer,
-                        "parsed": self.parse(question, answer),
+                        **extra,
+                        "parsed": self.parse(question, extra["answer"]),
                     }
                 )
 
@@ -293,10 +295,16 @@ class POPETask(VLMTask):
 class SEEDBenchTask(VLMTask):
     """SEED-Bench (v1), image questions only: `<root>/SEED-Bench.json` (`questions` with
     `question`, `choice_a`..`choice_d`, `answer`, `data_id`, `data_type`, `question_type_id`)
-    and `<root>/SEED-Bench-image/<data_id>`. Each dimension is also scored on its own."""
+    and `<root>/SEED-Bench-image/<data_id>`. Each dimension is also scored on its own.
+
+    `protocol`: "generate" asks for the option's letter and parses the answer; "likelihood"
+    is SEED-Bench's own protocol: the question alone is asked and the answer is the option
+    whose text has the highest mean log-likelihood per token under the VLM (recorded with
+    every option's value in the answers file; nothing is left unparsed)."""
 
     name = "seedbench"
     metrics = ("accuracy", "unparsed")
+    protocols = ("generate", "likelihood")
     instruction = "Answer with the option's letter from the given choices directly."
     choice_keys = ("choice_a", "choice_b", "choice_c", "choice_d")
 
@@ -348,6 +356,34 @@ class SEEDBenchTask(VLMTask):
                 f"video-only files are not supported"
             )
         return self.group_by_image(pairs)
+
+    def __init__(self, *args, protocol: str = "generate", **kwargs) -> None:
+        if protocol not in self.protocols:
+            raise UsageError(f"--seed-protocol {protocol}: choose one of {self.protocols}")
+        super().__init__(*args, **kwargs)
+        self.protocol = protocol
+
+    def predict(
+        self, model: VisionLanguageModel, images: list[Tensor], targets: Sequence[Any]
+    ) -> list[list[Any]]:
+        if self.protocol == "generate":
+            return super().predict(model, images, targets)
+        answers = []
+        for image, questions in zip(images, targets, strict=True):
+            answers.append([])
+            for question in questions:
+                scores = model.option_loglikelihoods(image, question.text, question.choices)
+                best = max(range(len(scores)), key=scores.__getitem__)
+                answers[-1].append(
+                    {
+                        "answer": f"{LETTERS[best]}. {question.choices[best]}",
+                        "loglikelihoods": dict(zip(LETTERS, scores, strict=False)),
+                    }
+                )
+        return answers
+
+    def description(self) -> dict:
+        return {**super().description(), "protocol": self.protocol}
 
     def prompt(self, question: Question) -> str:
         options = "\n".join(
