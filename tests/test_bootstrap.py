@@ -193,6 +193,7 @@ def test_paired_bd_interval_uses_the_same_images_for_both_curves():
 GOLDEN_LOW, GOLDEN_HIGH = 29.1865625, 32.7
 
 
+@pytest.mark.slow
 def test_harness_writes_per_image_rows_and_intervals(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

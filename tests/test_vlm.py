@@ -460,6 +460,7 @@ def test_option_loglikelihoods_equal_scoring_each_option_alone(vlms):
     assert vlm.tokenizer.padding_side == "left"  # generation's padding is restored
 
 
+@pytest.mark.slow
 def test_seedbench_likelihood_protocol_through_the_harness(vlms, tmp_path):
     out = tmp_path / "out"
     rows = run(
