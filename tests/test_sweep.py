@@ -165,8 +165,40 @@ def test_a_requeued_job_is_the_same_run(tmp_path):
     run = load_sweep(tiny_sweep(tmp_path, evaluate=False)).runs()[0]
     job = TrainRun(run, ("--trainer.devices", "4"))
     delayed = job.checkpoint()
+    assert job._requeued  # so the exit submitit raises next is not taken for a failure
     assert isinstance(delayed.function, TrainRun) and delayed.args == ()
     assert delayed.function.run == run and delayed.function.extra == ("--trainer.devices", "4")
+
+
+def worker_of(controller: int) -> int:
+    """The task process that submitit's local controller started (Linux /proc)."""
+    children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.slow
+def test_a_preempted_run_is_requeued_by_submitit_and_resumes_from_last_ckpt(tmp_path):
+    """SIGUSR2 is submitit's preemption/time-out signal (SLURM sends it before the limit)."""
+    import submitit
+    import torch
+
+    from lic.sweep.jobs import TrainRun
+
+    sets = ["trainer.max_steps=60"]  # ModelCheckpoint saves last.ckpt every 50 steps
+    run = load_sweep(tiny_sweep(tmp_path, lambdas=(0.01,), evaluate=False), sets=sets).runs()[0]
+    executor = submitit.LocalExecutor(tmp_path / "jobs", max_num_timeout=3)
+    executor.update_parameters(timeout_min=30, stderr_to_stdout=True)
+    job = executor.submit(TrainRun(run))
+    deadline = time.monotonic() + 180
+    while not run.last_ckpt.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker_of(int(job.job_id)), signal.SIGUSR2)
+    assert job.result() == str(run.last_ckpt)
+    log = Path(job.paths.stdout).read_text()
+    assert "Requeued job" in log and f"{run.name}: resuming" in log, log[-3000:]
+    state = torch.load(run.last_ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 60 and run.status() == "done"  # the final state
 
 
 def curve_points(results: Path) -> list[tuple[str, str]]:

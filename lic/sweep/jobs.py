@@ -58,6 +58,7 @@ class TrainRun(submitit.helpers.Checkpointable):
 
     def __init__(self, run: Run, extra: tuple[str, ...] = ()) -> None:
         self.run, self.extra = run, tuple(extra)
+        self._requeued = False
 
     def __call__(self) -> str:
         run, rank = self.run, _global_rank()
@@ -70,6 +71,8 @@ class TrainRun(submitit.helpers.Checkpointable):
             argv += ["--ckpt_path", "last"] if resume else []
             print(f"lic sweep: {run.name}: {'resuming' if resume else 'starting'}", flush=True)
             code = main(argv)
+            if self._requeued:  # submitit's exit after `checkpoint`: let it through
+                raise SystemExit(code)
             if code:
                 raise RuntimeError(f"{run.name}: lic train exited with {code} (error above)")
             if not run.last_ckpt.is_file():
@@ -84,7 +87,11 @@ class TrainRun(submitit.helpers.Checkpointable):
         return str(run.last_ckpt)
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
-        """submitit's requeue protocol: the requeued job is this same run (it resumes)."""
+        """submitit's requeue protocol: the requeued job is this same run (it resumes).
+
+        submitit then exits the process from its signal handler (SystemExit inside the
+        training loop); `lic train` turns exits into codes, so `__call__` re-raises it."""
+        self._requeued = True
         return submitit.helpers.DelayedSubmission(TrainRun(self.run, self.extra))
 
 

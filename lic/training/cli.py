@@ -57,6 +57,19 @@ class LicCLI(LightningCLI):
                 if "name" in init_args:
                     init_args.name = "logs"
 
+    def after_fit(self) -> None:
+        """Make `last.ckpt` the final state. Lightning writes it at the end of fit only when
+        no checkpoint was written during the fit, so with max_steps not a multiple of
+        every_n_train_steps (or after a resume) it would keep an earlier step."""
+        from lightning.pytorch.trainer.states import TrainerStatus
+
+        trainer = self.trainer
+        if trainer.state.status != TrainerStatus.FINISHED:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if callback.save_last and callback._last_global_step_saved != trainer.global_step:
+                callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+
 
 def _quiet_third_party_notices() -> None:
     """Drop notices that concern Lightning's own code or products, not the user's run."""
