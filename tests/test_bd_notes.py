@@ -73,3 +73,16 @@ def test_bd_table_shows_na_with_the_reason():
     (entry,) = bd_table(rows, ("jpeg", "jpeg"))
     assert math.isnan(entry["bd_rate_percent"]) and math.isfinite(entry["bd_metric"])
     assert "not strictly monotone" in entry["note"] and "BD-rate n/a" in entry["note"]
+
+
+def test_bd_rate_of_a_distortion_and_the_summary_format():
+    from lic.evaluation.report import with_interval
+
+    rate, lpips = [0.2, 0.4, 0.6, 0.8], [0.40, 0.30, 0.22, 0.18]
+    better = [v - 0.03 for v in lpips]
+    value = bd_rate(rate, lpips, rate, better, higher_better=False)
+    assert value < 0
+    assert value == pytest.approx(bd_rate(rate, [-v for v in lpips], rate, [-v for v in better]))
+    assert with_interval(-12.345, -14.06, -10.21, 1, "%") == "\u221212.3% [\u221214.1, \u221210.2]"
+    assert with_interval(31.4159, 31.1, 31.8) == "31.42 [31.1, 31.8]"
+    assert with_interval(math.nan, 1.0, 2.0) == "n/a" and with_interval(2.5, None, None) == "2.5"

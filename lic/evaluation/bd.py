@@ -77,10 +77,11 @@ def _mean_gap(x_ref: np.ndarray, y_ref: np.ndarray, x_test: np.ndarray, y_test: 
     return float((test.integrate(low, high) - ref.integrate(low, high)) / (high - low))
 
 
-def bd_rate(rate_ref, metric_ref, rate_test, metric_test) -> float:
+def bd_rate(rate_ref, metric_ref, rate_test, metric_test, higher_better: bool = True) -> float:
     """Percent rate change of the test curve at equal metric (NaN without overlap or with
     fewer than 2 points); ValueError when a curve's metric is not strictly monotone in rate
-    or repeats a rate."""
+    or repeats a rate. `higher_better=False` for a distortion (LPIPS, KL): equal metric
+    is still equal metric, but the curves are oriented so that better is up."""
     (lr_ref, q_ref), (lr_test, q_test) = (
         _points(rate_ref, metric_ref),
         _points(rate_test, metric_test),
@@ -88,7 +89,8 @@ def bd_rate(rate_ref, metric_ref, rate_test, metric_test) -> float:
     for name, (lr, q) in (("reference", (lr_ref, q_ref)), ("test", (lr_test, q_test))):
         _check_distinct_rates(name, lr, q)
         _check_monotone(name, lr, q)
-    gap = _mean_gap(q_ref, lr_ref, q_test, lr_test)
+    sign = 1.0 if higher_better else -1.0
+    gap = _mean_gap(sign * q_ref, lr_ref, sign * q_test, lr_test)
     return 100.0 * (math.exp(gap) - 1.0) if math.isfinite(gap) else math.nan
 
 

@@ -268,6 +268,17 @@ def read_cell(path: Path) -> dict | None:
     return cell
 
 
+def reuse_cell(path: Path, meta: dict, task: Task) -> tuple[dict, Any, dict] | None:
+    """A finished cell of this `meta` with its per-image state (accumulator, bpp per image),
+    or None when it must be computed (absent, another setting, or no per-image state)."""
+    cell = read_cell(path)
+    if cell is None or cell["meta"] != meta:
+        return None
+    accumulator = task.new_accumulator()
+    image_bpp = read_images(images_path(path), accumulator)
+    return None if image_bpp is None else (cell, accumulator, image_bpp)
+
+
 def failed_images(rows: Sequence[dict]) -> int:
     """Images that failed over all cells (each cell counted once, not once per metric)."""
     cells = {(r["codec"], r["objective"], r["lambda"], r["quality"], r["task"]): r for r in rows}
@@ -318,13 +329,10 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         model = None
         for coder in coders:
             path = out / "cells" / f"{task_name}__{coder.key}.json"
-            cell, accumulator = read_cell(path), task.new_accumulator()
-            image_bpp = read_images(images_path(path), accumulator) if cell else None
-            if (
-                cell is None
-                or image_bpp is None
-                or cell["meta"] != {**coder.meta(), **task.description()}
-            ):
+            finished = reuse_cell(path, {**coder.meta(), **task.description()}, task)
+            if finished:
+                cell, accumulator, image_bpp = finished
+            else:
                 model = model or task.build_model(device)
                 result = evaluate_cell(
                     task, coder, model, device, config.batch_size, workers, config.progress, coding

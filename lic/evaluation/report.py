@@ -126,10 +126,10 @@ def _bd(delta, ref_rate, ref_value, rate, value) -> tuple[float, str]:
 
 def _bd_values(metric: str, reference: list, points: list, resamples: dict) -> dict:
     """BD-rate and BD-metric of `points` against `reference` with paired intervals."""
-    sign = -1.0 if metric_info(metric).lower_better else 1.0  # BD-rate wants higher=better
+    higher_better = not metric_info(metric).lower_better
 
     def rate_delta(r0, v0, r1, v1):
-        return bd_rate(r0, [sign * v for v in v0], r1, [sign * v for v in v1])
+        return bd_rate(r0, v0, r1, v1, higher_better=higher_better)
 
     ref_rate, ref_value = zip(*reference, strict=True)
     rate, value = zip(*points, strict=True)
@@ -277,23 +277,19 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _signed(value: float, digits: int, suffix: str = "") -> str:
-    """'−12.3' with a true minus sign (as papers print it)."""
-    return f"{value:.{digits}f}".replace("-", "\u2212") + suffix
-
-
 def with_interval(value, low, high, digits: int | None = None, suffix: str = "") -> str:
-    """'−12.3% [−14.1, −10.2]' (or '31.42 [31.1, 31.8]'); 'n/a' for a missing value, the
-    value alone without an interval."""
+    """'−12.3% [−14.1, −10.2]' (or '31.42 [31.1, 31.8]'), with true minus signs as papers
+    print them; 'n/a' for a missing value, the value alone without an interval."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if digits is None:
-        text = _fmt(float(value))
-        bounds = [_fmt(float(v)) for v in (low, high)] if _finite(low, high) else None
-    else:
-        text = _signed(value, digits, suffix)
-        bounds = [_signed(v, digits) for v in (low, high)] if _finite(low, high) else None
-    return f"{text} [{bounds[0]}, {bounds[1]}]" if bounds else text
+
+    def fmt(v: float) -> str:
+        text = _fmt(float(v)) if digits is None else f"{v:.{digits}f}"
+        return text.replace("-", "\u2212")
+
+    if not _finite(low, high):
+        return fmt(value) + suffix
+    return f"{fmt(value)}{suffix} [{fmt(low)}, {fmt(high)}]"
 
 
 def _finite(*values) -> bool:
