@@ -170,6 +170,22 @@ def test_a_requeued_job_is_the_same_run(tmp_path):
     assert delayed.function.run == run and delayed.function.extra == ("--trainer.devices", "4")
 
 
+def test_local_jobs_see_the_gpus_this_shell_sees(tmp_path, monkeypatch):
+    """submitit's LocalExecutor sets CUDA_VISIBLE_DEVICES to its gpus_per_node (none by
+    default); a local run restores this shell's value before torch loads."""
+    from lic.sweep.jobs import TrainRun, _restore, visible_devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    environ = visible_devices()
+    run = load_sweep(tiny_sweep(tmp_path, evaluate=False)).runs()[0]
+    assert TrainRun(run, environ=environ).checkpoint().function.environ == environ
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what the executor leaves
+    _restore(environ)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    _restore({"CUDA_VISIBLE_DEVICES": None})
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
 def worker_of(controller: int) -> int:
     """The task process that submitit's local controller started (Linux /proc)."""
     children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()

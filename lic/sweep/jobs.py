@@ -8,8 +8,9 @@ import datetime
 import fcntl
 import json
 import logging
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def _exclusive(run: Run, rank: int) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def visible_devices() -> dict[str, str | None]:
+    """This shell's GPU visibility, for local jobs: submitit's LocalExecutor sets
+    CUDA_VISIBLE_DEVICES to its own `gpus_per_node` (none by default), which would hide this
+    machine's GPUs from a local run."""
+    return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def _restore(environ: dict[str, str | None]) -> None:
+    """Set (or unset) variables before torch is imported, so CUDA reads them."""
+    for key, value in environ.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 class TrainRun(submitit.helpers.Checkpointable):
     """`lic train` for one run, resuming from its last.ckpt when there is one.
 
@@ -56,11 +73,14 @@ class TrainRun(submitit.helpers.Checkpointable):
     `every_n_train_steps` bounds what is lost).
     """
 
-    def __init__(self, run: Run, extra: tuple[str, ...] = ()) -> None:
-        self.run, self.extra = run, tuple(extra)
+    def __init__(
+        self, run: Run, extra: tuple[str, ...] = (), environ: dict[str, str | None] | None = None
+    ) -> None:
+        self.run, self.extra, self.environ = run, tuple(extra), dict(environ or {})
         self._requeued = False
 
     def __call__(self) -> str:
+        _restore(self.environ)
         run, rank = self.run, _global_rank()
         run.run_dir.mkdir(parents=True, exist_ok=True)
         from lic.training.cli import main
@@ -92,7 +112,7 @@ class TrainRun(submitit.helpers.Checkpointable):
         submitit then exits the process from its signal handler (SystemExit inside the
         training loop); `lic train` turns exits into codes, so `__call__` re-raises it."""
         self._requeued = True
-        return submitit.helpers.DelayedSubmission(TrainRun(self.run, self.extra))
+        return submitit.helpers.DelayedSubmission(TrainRun(self.run, self.extra, self.environ))
 
 
 @dataclass
@@ -103,8 +123,10 @@ class EvaluateRuns:
     runs: list[Run]
     options: dict[str, Any]
     out: Path
+    environ: dict[str, str | None] = field(default_factory=dict)
 
     def __call__(self) -> str:
+        _restore(self.environ)
         from lic.evaluation.config import EvalConfig
         from lic.evaluation.rate_task import failed_images, run
 

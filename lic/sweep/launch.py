@@ -133,9 +133,10 @@ def _run_local_job(function: Any, folder: Path, params: dict[str, Any]) -> tuple
 
 def launch_local(sweep: Sweep, runs: list[Run]) -> int:
     """Train the runs not done, one after another, then evaluate; report each outcome."""
-    from lic.sweep.jobs import EvaluateRuns, TrainRun
+    from lic.sweep.jobs import EvaluateRuns, TrainRun, visible_devices
 
     params = {**LOCAL_DEFAULTS, **sweep.launcher["local"]}
+    environ = {} if "gpus_per_node" in params else visible_devices()
     print_plan(sweep, runs, "local")
     outcomes: dict[str, str] = {}
     with _terminate_as_interrupt():
@@ -146,15 +147,16 @@ def launch_local(sweep: Sweep, runs: list[Run]) -> int:
                 continue
             verb = "resuming" if status == "resume" else "training"
             print(f"[{i}/{len(runs)}] {run.name}: {verb}", flush=True)
-            error, log = _run_local_job(TrainRun(run), run.run_dir / "submitit", params)
+            job = TrainRun(run, environ=environ)
+            error, log = _run_local_job(job, run.run_dir / "submitit", params)
             outcomes[run.name] = f"FAILED: {error} (log: {log})" if error else "done"
             print(f"    {outcomes[run.name]}", flush=True)
         eval_error = None
         if sweep.eval and any(r.status() == "done" for r in runs):
             out = sweep.out / "eval"
             print(f"evaluation -> {out}")
-            job = EvaluateRuns(runs, sweep.eval, out)
-            eval_error, log = _run_local_job(job, out / "submitit", params)
+            evaluation = EvaluateRuns(runs, sweep.eval, out, environ)
+            eval_error, log = _run_local_job(evaluation, out / "submitit", params)
             if eval_error:
                 print(f"    evaluation FAILED: {eval_error} (log: {log})")
     return report(sweep, runs, outcomes, eval_error)
