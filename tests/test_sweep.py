@@ -126,6 +126,10 @@ def test_objectives_sweep_is_the_paper_grid_and_its_slurm_dry_run_prints_the_arr
         ({"eval": {"tasks": ["fidelity"], "data_roots": {"fidelity": "."}, "bogus": 1}}, "bogus"),
         ({"eval": {"tasks": ["fidelity"], "data_roots": {"fidelity": "."}, "baselines": ["x"]}},
          "unknown baseline 'x'"),
+        ({"eval": {"tasks": ["imagenett"], "data_roots": {"imagenett": "."}}},
+         "eval.tasks ['imagenett'] unknown"),
+        ({"eval": {"tasks": ["fidelity"], "data_roots": {"fidelity": "."}, "metrics": ["psnrr"]}},
+         "eval.metrics ['psnrr'] unknown"),
     ],
 )  # fmt: skip
 def test_a_wrong_sweep_file_is_one_line_and_exit_2(tmp_path, capsys, change, message):
@@ -134,6 +138,16 @@ def test_a_wrong_sweep_file_is_one_line_and_exit_2(tmp_path, capsys, change, mes
     assert main(["sweep", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_missing_eval_data_stops_the_sweep_before_any_training(tmp_path, capsys):
+    path = tiny_sweep(tmp_path)
+    (tmp_path / "val").rename(tmp_path / "elsewhere")
+    assert main(["sweep", str(path), "--dry-run"]) == 0  # a plan, e.g. for a cluster's paths
+    capsys.readouterr()
+    assert main(["sweep", str(path)]) == 2
+    assert "eval data folder(s) not found: fidelity=" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_set_overrides_every_run_and_status_follows_the_marker(tmp_path):

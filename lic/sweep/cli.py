@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from lic.errors import LicError
+from lic.errors import InputError, LicError
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from lic.sweep.launch import dry_run, launch_local, launch_slurm
-    from lic.sweep.plan import load_sweep
+    from lic.sweep.plan import load_sweep, missing_eval_data
 
     if importlib.util.find_spec("submitit") is None and not (
         args.dry_run and args.launcher == "local"
@@ -55,4 +55,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     runs = sweep.runs()
     if args.dry_run:
         return dry_run(sweep, runs, args.launcher)
+    missing = missing_eval_data(sweep)
+    if missing:  # found now, not after days of training
+        raise InputError(f"{args.file}: eval data folder(s) not found: {', '.join(missing)}")
     return (launch_slurm if args.launcher == "slurm" else launch_local)(sweep, runs)

@@ -224,6 +224,23 @@ def load_sweep(path: str | Path, out: str | None = None, sets: Sequence[str] = (
     return Sweep(source, name, base_paths, grid, fixed, root, launcher, evaluation, overrides)
 
 
+def _check_choices(source: Path, section: Mapping[str, Any]) -> None:
+    """Tasks and fidelity metrics from the lists `lic eval` offers as choices."""
+    from lic.tasks import TASKS
+    from lic.tasks.fidelity import FidelityTask
+
+    for key, known in (("tasks", TASKS), ("metrics", FidelityTask.metric_choices)):
+        unknown = [v for v in section.get(key) or () if v not in known]
+        if unknown:
+            raise UsageError(f"{source}: eval.{key} {unknown} unknown; known: {sorted(known)}")
+
+
+def missing_eval_data(sweep: Sweep) -> list[str]:
+    """The eval section's data folders that do not exist here (checked before training)."""
+    roots = (sweep.eval or {}).get("data_roots", {})
+    return [f"{task}={root}" for task, root in roots.items() if not Path(root).exists()]
+
+
 def _eval_section(section: Any, source: Path) -> dict[str, Any]:
     """EvalConfig fields (no checkpoints, no out: the sweep gives them) plus `slurm`; data
     roots relative to the sweep file. Checked now, so a typo stops the sweep before training."""
@@ -243,6 +260,7 @@ def _eval_section(section: Any, source: Path) -> dict[str, Any]:
         for task, root in roots.items()
     }
     section.setdefault("progress", False)  # logs, not terminals
+    _check_choices(source, section)
     if section.get("baselines"):  # lic eval's syntax: NAME or NAME=Q1,Q2,... (checked here)
         from lic.evaluation.cli import parse_baselines
 
