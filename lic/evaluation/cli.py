@@ -17,10 +17,14 @@ import os
 import sys
 from typing import Any
 
-from lic.codecs.classical import CLASSICAL_CODECS, classical_codec
-from lic.errors import UsageError, run_entry_point
-from lic.evaluation.config import EvalConfig
-from lic.metrics.options import add_option_flag, metric_options
+from lic.evaluation.parallel import AUTO, CPU_CORES_PER_WORKER, MAX_WORKERS, passive_openmp_waits
+
+passive_openmp_waits()  # before torch loads: the model's threads share the cores with coders
+
+from lic.codecs.classical import CLASSICAL_CODECS, classical_codec  # noqa: E402
+from lic.errors import UsageError, run_entry_point  # noqa: E402
+from lic.evaluation.config import EvalConfig  # noqa: E402
+from lic.metrics.options import add_option_flag, metric_options  # noqa: E402
 
 
 def parse_roots(entries: list[str], tasks: list[str]) -> dict[str, str]:
@@ -160,13 +164,19 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
 
 
 def _add_execution(p: argparse.ArgumentParser) -> None:
-    defaults = EvalConfig.__dataclass_fields__
     p.add_argument("--batch-size", type=int, help="decoded images per task-model call")
     p.add_argument(
         "--workers",
-        type=int,
-        help="coding processes (0: code in this process, on --device; default "
-        f"{defaults['workers'].default})",
+        type=_count_or_auto,
+        help="coding processes beside the task model (0: code in this process, on --device); "
+        f"default {AUTO}: one per {CPU_CORES_PER_WORKER} cores on a CPU-only run (the model "
+        f"takes every core, coders fill its gaps), cores - 1 (at most {MAX_WORKERS}) with a GPU",
+    )
+    p.add_argument(
+        "--threads",
+        type=_count_or_auto,
+        help=f"torch threads of the task model (default {AUTO}: every core on the CPU, the "
+        "cores the workers leave with a GPU)",
     )
     p.add_argument(
         "--device", help="task-model device: auto (a GPU if any, the default), cpu, cuda:1"
@@ -195,6 +205,15 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress", action="store_true", default=None, help="no progress bars (logs, CI)"
     )
+
+
+def _count_or_auto(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or '{AUTO}', got '{text}'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +251,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     if args.no_progress is not None:
         values["progress"] = False
     same_name = ("out", "limit", "anchor", "metrics", "batch_size", "workers", "device")
-    same_name += ("coding", "estimate_rate", "task_model", "task_weights", "bootstrap")
+    same_name += ("threads", "coding", "estimate_rate", "task_model", "task_weights", "bootstrap")
     same_name += ("bootstrap_seed", "seed_protocol")
     values.update({k: getattr(args, k) for k in same_name if getattr(args, k) is not None})
     if not values.get("tasks"):

@@ -8,7 +8,6 @@ are stored absolute.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from lic.errors import InputError, UsageError
+from lic.evaluation.parallel import AUTO
 
 CONFIG_NAME = "config.yaml"
 
@@ -29,6 +29,8 @@ class EvalConfig:
     (`{jpeg: [5, 10]}`); `metric_args` the fidelity metrics' constructor arguments
     (`{mlclipsim: {pretrained: /path/clip.bin}}`); `ckpt_meta` maps a checkpoint path to
     `[objective, lambda]` for files that do not record them (official MLIC++ files).
+    `workers` (coding processes) and `threads` (the task model's torch threads) are numbers
+    or `auto` (`lic.evaluation.parallel.plan_threads`: chosen from the cores and device).
     """
 
     checkpoints: list[str] = field(default_factory=list)
@@ -45,7 +47,8 @@ class EvalConfig:
     metrics: list[str] | None = None
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 16
-    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    workers: int | str = AUTO
+    threads: int | str = AUTO
     device: str = "auto"
     coding: str = "workers"
     estimate_rate: bool = False
@@ -72,6 +75,10 @@ class EvalConfig:
             raise UsageError(f"seed_protocol '{self.seed_protocol}': generate or likelihood")
         if self.bootstrap < 0:
             raise UsageError(f"--bootstrap {self.bootstrap}: give a number of resamples (0: none)")
+        for name, low in (("workers", 0), ("threads", 1)):
+            value = getattr(self, name)
+            if value != AUTO and not (type(value) is int and value >= low):
+                raise UsageError(f"--{name} {value}: give '{AUTO}' or an integer >= {low}")
         if self.metrics and "fidelity" not in self.tasks:
             raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}

@@ -30,9 +30,11 @@ from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
 from lic.evaluation.bootstrap import add_intervals
-from lic.evaluation.coders import Coder, build_coders
+from lic.evaluation.coders import Coder, Uncompressed, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
+from lic.evaluation.parallel import plan_threads, worker_threads
 from lic.evaluation.per_image import images_path, read_images, write_images
+from lic.evaluation.references import ReferenceStore, file_digest
 from lic.tasks import Task, create_task
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ class Coded:
     index: int
     sample_id: str
     image: torch.Tensor | None = None
+    key: str | None = None  # digest of the image file, for tasks that use references
+    original: torch.Tensor | None = None  # the prepared original, when its reference is missing
     target: Any = None
     bits: float | None = None
     pixels: int = 0
@@ -65,10 +69,20 @@ CODING_MODES = ("workers", "device")
 
 class CodedImages(Dataset):
     """Loads, prepares and (unless `code` is False) codes task images; runs inside
-    DataLoader workers."""
+    DataLoader workers. For a task that uses references, `known` holds the digests of images
+    whose reference output is cached: the others also send their original; the uncompressed
+    coder loads nothing for them."""
 
-    def __init__(self, task: Task, coder: Coder, indices: Sequence[int], code: bool = True) -> None:
+    def __init__(
+        self,
+        task: Task,
+        coder: Coder,
+        indices: Sequence[int],
+        code: bool = True,
+        known: frozenset[str] | None = None,
+    ) -> None:
         self.task, self.coder, self.indices, self.code = task, coder, list(indices), code
+        self.known = known
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -77,8 +91,14 @@ class CodedImages(Dataset):
         index = self.indices[k]
         item = Coded(index, self.task.sample_id(index))
         try:
+            if self.known is not None:
+                item.key = file_digest(self.task.sample_file(index))
+                if item.key in self.known and isinstance(self.coder, Uncompressed):
+                    return item  # its row is its cached reference output
             item.image, item.target = self.task.load(index)
             item.pixels = item.image.shape[-2] * item.image.shape[-1]
+            if self.known is not None and item.key not in self.known:
+                item.original = item.image
             if self.code:
                 item.image, item.bits = self.coder.roundtrip(item.image)
         except CODING_ERRORS as err:
@@ -109,8 +129,32 @@ def _as_list(batch: list[Coded]) -> list[Coded]:
     return batch
 
 
-def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)  # workers share the cores; each codes one image at a time
+def task_outputs(
+    task: Task,
+    coder: Coder,
+    model: torch.nn.Module,
+    items: list[Coded],
+    device: torch.device,
+    references: ReferenceStore | None,
+) -> tuple[list, list]:
+    """(predictions, targets) of coded items. With `references`, the targets are the model's
+    outputs on the originals, from the store or computed here once and added to it; the
+    uncompressed coder's predictions are those outputs (no second pass)."""
+    if references is None:
+        images = [c.image.to(device, non_blocking=True) for c in items]
+        targets = [c.target for c in items]
+        return task.predict(model, images, targets), targets
+    missing = [c for c in items if c.key not in references]
+    if missing:
+        originals = [(c.original if c.original is not None else c.image) for c in missing]
+        outputs = task.reference_outputs(model, [o.to(device) for o in originals])
+        for item, output in zip(missing, outputs, strict=True):
+            references.add(item.key, output)
+    targets = [references[c.key] for c in items]
+    if isinstance(coder, Uncompressed):
+        return targets, targets
+    images = [c.image.to(device, non_blocking=True) for c in items]
+    return task.predict(model, images, [c.target for c in items]), targets
 
 
 @dataclass
@@ -153,23 +197,34 @@ def evaluate_cell(
     workers: int = 0,
     progress: bool = True,
     coding: str = "workers",
+    references: ReferenceStore | None = None,
 ) -> CellResult:
     """Metric, mean bpp and failures of one coder on one task (sharded under torchrun).
 
     `coding`: "workers" codes each image in the loader's worker processes on the CPU;
     "device" has the workers only load, and codes each batch here on `device` (learned
     codecs run their transforms batched; entropy coding stays on this CPU).
+    `references`: the cached reference outputs of a task that `uses_reference` (required
+    for it); missing ones are computed in the same batches and added.
     """
+    if task.uses_reference and references is None:
+        raise ValueError(f"the {task.name} task needs a ReferenceStore")
     if coding not in CODING_MODES:
         raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
     rank, world = _distributed()
     indices = range(rank, len(task), world)
     loader = DataLoader(
-        CodedImages(task, coder, indices, code=coding == "workers"),
+        CodedImages(
+            task,
+            coder,
+            indices,
+            code=coding == "workers",
+            known=references.keys() if references is not None else None,
+        ),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_as_list,
-        worker_init_fn=_one_thread,
+        worker_init_fn=worker_threads,
         pin_memory=device.type == "cuda",
     )
     accumulator = task.new_accumulator()
@@ -185,20 +240,20 @@ def evaluate_cell(
     with torch.inference_mode():
         for batch in loader:
             if coding == "device":
-                code_on_device(coder, [c for c in batch if c.error is None], device)
+                loaded = [c for c in batch if c.error is None and c.image is not None]
+                code_on_device(coder, loaded, device)
             good = [c for c in batch if c.error is None]
             failures += [c.error for c in batch if c.error is not None]
             if good:
-                images = [c.image.to(device, non_blocking=True) for c in good]
-                targets = [c.target for c in good]
-                predictions = task.predict(model, images, targets)
-                targets = task.reference_predictions(model, targets, device)
+                predictions, targets = task_outputs(task, coder, model, good, device, references)
                 accumulator.update(predictions, targets, [c.sample_id for c in good])
                 bits += [(c.bits, c.pixels, c.sample_id) for c in good if c.bits is not None]
                 n_ok += len(good)
             bar.update(len(batch))
     bar.close()
     state = {"acc": accumulator.state(), "bits": bits, "failures": failures, "n_ok": n_ok}
+    if references is not None:
+        references.share(world)
     if world > 1:
         states = [None] * world
         dist.all_gather_object(states, state)
@@ -302,8 +357,9 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     if rank == 0:
         write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
     device = resolve_device(config.device)
-    workers, coding = config.workers, config.coding
-    codec_device = device if workers == 0 or coding == "device" else "cpu"
+    plan = plan_threads(config.workers, config.threads, device.type)
+    config = dataclasses.replace(config, workers=plan.workers, threads=plan.threads)
+    codec_device = device if plan.workers == 0 or config.coding == "device" else "cpu"
     ckpt_meta = {path: tuple(label) for path, label in config.ckpt_meta.items()}
     coders = build_coders(
         config.checkpoints,
@@ -314,6 +370,26 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         ckpt_meta,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        cells = evaluate_tasks(config, coders, device, out)
+    finally:
+        torch.set_num_threads(threads)
+    rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
+    if rank == 0:
+        write_reports(
+            out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
+        )
+    return rows
+
+
+def evaluate_tasks(
+    config: EvalConfig, coders: Sequence[Coder], device: torch.device, out: Path
+) -> list[tuple[dict, tuple[str, ...]]]:
+    """Every (coder, task) cell with its task's metrics, in coder order; finished cells are
+    read, the others evaluated (the uncompressed one last) and written."""
+    rank, _ = _distributed()
     cells = []
     for task_name in config.tasks:
         task = create_task(
@@ -326,39 +402,64 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             metric_args=config.metric_args,
             protocol=config.seed_protocol,
         )
-        model = None
-        for coder in coders:
+        references = None
+        if task.uses_reference:
+            identity = task.reference_identity() | {"device": device.type}
+            references = ReferenceStore(out / "references", identity)
+        model, done = None, {}
+        for coder in reference_last(coders):  # the other cells compute the references
             path = out / "cells" / f"{task_name}__{coder.key}.json"
             finished = reuse_cell(path, {**coder.meta(), **task.description()}, task)
-            if finished:
-                cell, accumulator, image_bpp = finished
-            else:
+            if not finished:
                 model = model or task.build_model(device)
-                result = evaluate_cell(
-                    task, coder, model, device, config.batch_size, workers, config.progress, coding
-                )
-                cell, accumulator, image_bpp = (
-                    result.to_json(),
-                    result.accumulator,
-                    result.image_bpp,
-                )
-                if rank == 0:
-                    if result.records is not None:
-                        write_records(out / "answers" / f"{task_name}__{coder.key}.jsonl", result)
-                    write_images(images_path(path), accumulator, image_bpp)
-                    write_text_atomic(path, json.dumps(cell, indent=1))
-                    log_cell(task_name, coder.key, result)
+                finished = evaluate_and_write(task, coder, model, device, config, path, references)
+            cell, accumulator, image_bpp = finished
             if rank == 0:
                 add_intervals(
                     cell, task, accumulator, image_bpp, config.bootstrap, config.bootstrap_seed
                 )
-            cells.append((cell, task.metrics))
-    rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
-    if rank == 0:
-        write_reports(
-            out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
-        )
-    return rows
+            done[coder.key] = cell
+        cells += [(done[coder.key], task.metrics) for coder in coders]
+    return cells
+
+
+def reference_last(coders: Sequence[Coder]) -> list[Coder]:
+    """The uncompressed cell last: by then the coded cells have computed its outputs."""
+    return sorted(coders, key=lambda coder: isinstance(coder, Uncompressed))
+
+
+def evaluate_and_write(
+    task: Task,
+    coder: Coder,
+    model: torch.nn.Module,
+    device: torch.device,
+    config: EvalConfig,
+    path: Path,
+    references: ReferenceStore | None,
+) -> tuple[dict, Any, dict]:
+    """Evaluate one cell and write it, its per-image results and new reference outputs (on
+    rank 0); return (cell JSON, accumulator, bpp per image)."""
+    result = evaluate_cell(
+        task,
+        coder,
+        model,
+        device,
+        config.batch_size,
+        config.workers,
+        config.progress,
+        config.coding,
+        references,
+    )
+    cell = result.to_json()
+    if _distributed()[0] == 0:
+        if references is not None:
+            references.save()
+        if result.records is not None:
+            write_records(path.parent.parent / "answers" / path.with_suffix(".jsonl").name, result)
+        write_images(images_path(path), result.accumulator, result.image_bpp)
+        write_text_atomic(path, json.dumps(cell, indent=1))
+        log_cell(task.name, coder.key, result)
+    return cell, result.accumulator, result.image_bpp
 
 
 def log_cell(task_name: str, key: str, result: CellResult) -> None:

@@ -130,6 +130,7 @@ class Task(ABC):
     default_weights: str
     metrics: tuple[str, ...]
     metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
+    uses_reference: bool = False  # targets are the model's outputs on the original image
     model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
     protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
 
@@ -166,6 +167,10 @@ class Task(ABC):
         """(prepared image (3, H, W) in [0, 1], target) of sample `index`; raises on bad
         files (ImageReadError)."""
 
+    def sample_file(self, index: int) -> Path:
+        """The image file of sample `index` (its bytes identify cached reference outputs)."""
+        return self.samples[index].path
+
     def sample_id(self, index: int) -> str:
         return self.samples[index].id
 
@@ -187,11 +192,15 @@ class Task(ABC):
         """Predictions for prepared images already on the model's device; `targets` carry
         what a prediction may need besides the image (a VLM's questions)."""
 
-    def reference_predictions(
-        self, model: nn.Module, targets: Sequence[Any], device: torch.device
-    ) -> list[Any]:
-        """Targets as the accumulator wants them; label-free tasks predict them here."""
-        return list(targets)
+    def reference_outputs(self, model: nn.Module, originals: list[Tensor]) -> list[Any]:
+        """The targets of a task that `uses_reference`: the model's outputs on the original
+        images, computed once per image and cached by the harness."""
+        return self.predict(model, originals)
+
+    def reference_identity(self) -> dict:
+        """Everything reference outputs depend on besides the image: model, weights and
+        preprocessing (a cache of them is valid for this identity only)."""
+        return {"task": self.name, "model": self.model_name, "weights": self.weights_name}
 
     @abstractmethod
     def new_accumulator(self) -> Accumulator: ...

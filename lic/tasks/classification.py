@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +27,15 @@ class ClassifierInput:
         std = ref.std if ref is not None else (0.229, 0.224, 0.225)
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def identity(self) -> dict:
+        """The preprocessing, as plain data (part of a cached reference's key)."""
+        return {
+            "resize": self.resize,
+            "crop": self.crop,
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+        }
 
     def prepare(self, image: Tensor) -> Tensor:
         image = TF.resize(image, [self.resize], antialias=True)
@@ -86,6 +94,9 @@ class ClassifierTask(Task):
         self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
     ) -> list[Tensor]:
         return list(self.input.logits(model, images).cpu())
+
+    def reference_identity(self) -> dict:
+        return super().reference_identity() | {"input": self.input.identity()}
 
 
 class TopKAccumulator(PerImageAccumulator):
@@ -189,12 +200,14 @@ class AgreementAccumulator(PerImageAccumulator):
 
 class ConsistencyTask(ClassifierTask):
     """Label-free: does the classifier predict on the decoded image what it predicts on the
-    original? Any image folder; the original's prediction is the target."""
+    original? Any image folder; the original's prediction is the target (computed once per
+    image: it is also the uncompressed row)."""
 
     name = "consistency"
     default_model = "resnet50"
     default_weights = "IMAGENET1K_V2"
     metrics = ("top1_agreement", "kl")
+    uses_reference = True
 
     def layout_hint(self) -> str:
         return "expected a folder of images (any layout)"
@@ -202,14 +215,8 @@ class ConsistencyTask(ClassifierTask):
     def find_samples(self) -> list[Sample]:
         return [Sample(path) for path in list_images(self.root)]
 
-    def load(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.input.prepare(load_image(self.samples[index].path))
-        return image, image
-
-    def reference_predictions(
-        self, model: nn.Module, targets: Sequence[Any], device: torch.device
-    ) -> list[Any]:
-        return self.predict(model, [t.to(device) for t in targets])
+    def load(self, index: int) -> tuple[Tensor, None]:
+        return self.input.prepare(load_image(self.samples[index].path)), None
 
     def new_accumulator(self) -> Accumulator:
         return AgreementAccumulator()

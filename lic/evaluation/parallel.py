@@ -1,0 +1,66 @@
+"""How the harness shares the CPU between the task model and the coding processes.
+
+Worker processes load and code images (one torch thread each) while the main process runs
+the task model. On a GPU machine the model needs no CPU threads to speak of, so the workers
+get the cores. On a CPU-only machine the model gets every core and a few workers time-share
+them: the model is most of the work (ResNet-50 at 224 px costs several times a small
+hyperprior's round trip), so coding fills the gaps the model leaves. For that to work,
+OpenMP threads that wait at a barrier must sleep instead of spinning (a spinning thread
+holds the core the coder needs: measured several times slower on 2 cores), which is why
+`lic eval` sets OMP_WAIT_POLICY=PASSIVE (unless set) before it loads torch; a script calling
+`run()` sets it before importing torch. This module imports no torch for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+AUTO = "auto"
+CPU_CORES_PER_WORKER = 4  # a worker codes while the model runs on about this many cores
+MAX_WORKERS = 8
+
+
+def passive_openmp_waits() -> None:
+    """Idle OpenMP threads sleep (unless the user chose otherwise); only effective before
+    torch is imported, so `lic eval` calls it first."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity, e.g. under taskset or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """`workers` coding processes (0: code in the main process) and the main process's
+    torch threads for the task model."""
+
+    workers: int
+    threads: int
+
+
+def plan_threads(
+    workers: int | str, threads: int | str, device_type: str, cores: int | None = None
+) -> ThreadPlan:
+    """Resolve `auto` workers/threads for this machine and the task model's device type."""
+    cores = cores or cpu_cores()
+    if workers == AUTO:
+        if device_type == "cpu":
+            workers = max(1, min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER))
+        else:
+            workers = max(1, min(MAX_WORKERS, cores - 1))
+    if threads == AUTO:
+        threads = cores if device_type == "cpu" else max(1, cores - int(workers))
+    return ThreadPlan(int(workers), int(threads))
+
+
+def worker_threads(_: int) -> None:
+    """DataLoader worker_init_fn: workers share the cores; each codes one image at a time."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -1,0 +1,93 @@
+"""The task model's outputs on the original images, computed once and kept in `--out`.
+
+A label-free task (consistency) compares each decoded image's prediction with the prediction
+on the original. That reference pass is the same for every cell, so the harness runs it once
+per image: its outputs are both the `uncompressed` row and the targets of every other cell.
+They are stored in `OUT/references/`, one file per (task, model, weights, preprocessing,
+device type), keyed by the SHA-256 of each image file's bytes, so a re-run, an added
+checkpoint or a renamed image never runs the reference pass again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lic.data.files import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: an image's identity whatever its name."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class ReferenceStore:
+    """Reference outputs (tensors) by image digest, for one model and preprocessing."""
+
+    def __init__(self, folder: str | Path, identity: dict[str, Any]) -> None:
+        self.identity = json.dumps(identity, sort_keys=True, default=str)
+        name = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+        self.path = Path(folder) / f"{identity.get('task', 'task')}-{name}.pt"
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.added: dict[str, torch.Tensor] = {}  # since the last `share`
+        self.changed = False
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            stored = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # any unreadable cache (truncated, other torch) is recomputed
+            log.warning("%s: unreadable reference cache (%s); recomputing it", self.path, err)
+            return
+        if (
+            isinstance(stored, dict)
+            and stored.get("format") == FORMAT
+            and stored.get("identity") == self.identity
+        ):
+            self.outputs = dict(stored["outputs"])
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.outputs
+
+    def keys(self) -> frozenset[str]:
+        return frozenset(self.outputs)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.outputs[key]
+
+    def add(self, key: str, output: torch.Tensor) -> None:
+        self.outputs[key] = self.added[key] = output.detach().cpu().clone()
+        self.changed = True
+
+    def share(self, world: int) -> None:
+        """Under torchrun, every rank gets the outputs the others added (rank 0 saves)."""
+        if world > 1:
+            import torch.distributed as dist
+
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, self.added)
+            for added in gathered:
+                self.outputs.update(added)
+            self.changed = self.changed or any(gathered)
+        self.added = {}
+
+    def save(self) -> None:
+        """Write the store (atomically) if anything was added."""
+        if not self.changed:
+            return
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "identity": self.identity, "outputs": self.outputs}, buffer)
+        write_bytes_atomic(self.path, buffer.getvalue())
+        self.changed = False

@@ -1,0 +1,124 @@
+"""Each task-model pass once per image: the reference pass (the model on the originals) gives
+both the uncompressed row and every cell's targets, and is cached in --out by image content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import photo_like, save_rgb, write_codec_checkpoint
+
+from lic.evaluation import run
+from lic.evaluation.references import ReferenceStore, file_digest
+from lic.tasks.classification import ConsistencyTask
+
+N_IMAGES = 3
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(N_IMAGES):
+        save_rgb(folder / f"{i}.png", photo_like(64, 80, seed=40 + i))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("ckpts")
+    return [
+        write_codec_checkpoint(folder / f"{i}.ckpt", lmbda=lmbda, distortion="mse", seed=i)
+        for i, lmbda in enumerate((0.0035, 0.013, 0.0483, 0.1))
+    ]
+
+
+@pytest.fixture
+def model_images(monkeypatch) -> list[int]:
+    """Counts the images the task model sees, over every model the harness builds."""
+    seen: list[int] = []
+    build = ConsistencyTask.build_model
+
+    def counted(self, device):
+        model = build(self, device)
+        model.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+        return model
+
+    monkeypatch.setattr(ConsistencyTask, "build_model", counted)
+    return seen
+
+
+def evaluate(images: Path, checkpoints: list[Path], out: Path, workers: int = 0) -> list[dict]:
+    return run(
+        checkpoints=checkpoints,
+        tasks=["consistency"],
+        data_roots={"consistency": str(images)},
+        out=out,
+        workers=workers,
+        batch_size=2,
+        device="cpu",
+        task_model="mobilenet_v3_small",
+        task_weights="none",
+        progress=False,
+    )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_three_checkpoints_run_the_model_four_times_per_image(
+    images, checkpoints, model_images, tmp_path, workers
+):
+    rows = evaluate(images, checkpoints[:3], tmp_path, workers)
+    assert sum(model_images) == 4 * N_IMAGES
+    assert {r["codec"] for r in rows} >= {"uncompressed"} and len(rows) == 4 * 2
+    perfect = {r["metric"]: r["value"] for r in rows if r["codec"] == "uncompressed"}
+    assert perfect["top1_agreement"] == 100.0 and perfect["kl"] == 0.0
+
+
+def test_added_checkpoint_runs_no_reference_pass(images, checkpoints, model_images, tmp_path):
+    first = evaluate(images, checkpoints[:3], tmp_path)
+    model_images.clear()
+    again = evaluate(images, checkpoints, tmp_path)
+    assert sum(model_images) == N_IMAGES  # the added checkpoint's decoded images only
+    assert [r for r in again if r["checkpoint"] != str(checkpoints[3])] == first
+
+
+def test_cached_references_equal_the_model_on_the_originals(images, checkpoints, tmp_path):
+    evaluate(images, checkpoints[:1], tmp_path)
+    task = ConsistencyTask(images, model="mobilenet_v3_small", weights="none")
+    identity = task.reference_identity() | {"device": "cpu"}
+    store = ReferenceStore(tmp_path / "references", identity)
+    model = task.build_model(torch.device("cpu"))
+    with torch.inference_mode():
+        for i in range(len(task)):
+            expected = task.predict(model, [task.load(i)[0]])[0]
+            torch.testing.assert_close(store[file_digest(task.sample_file(i))], expected)
+    other = ReferenceStore(tmp_path / "references", identity | {"weights": "IMAGENET1K_V1"})
+    assert not other.keys()  # another model's outputs are another store
+
+
+def test_unreadable_reference_cache_is_recomputed(images, checkpoints, model_images, tmp_path):
+    evaluate(images, checkpoints[:1], tmp_path)
+    (cache,) = (tmp_path / "references").iterdir()
+    cache.write_bytes(cache.read_bytes()[:50])
+    model_images.clear()
+    evaluate(images, checkpoints[:2], tmp_path)
+    assert sum(model_images) == 2 * N_IMAGES  # the references once more, and the new cell
+
+
+def test_thread_plans_split_the_cores_between_model_and_coders():
+    from lic.evaluation.parallel import ThreadPlan, plan_threads
+
+    assert plan_threads("auto", "auto", "cpu", cores=2) == ThreadPlan(workers=1, threads=2)
+    assert plan_threads("auto", "auto", "cpu", cores=16) == ThreadPlan(workers=4, threads=16)
+    assert plan_threads("auto", "auto", "cuda", cores=16) == ThreadPlan(workers=8, threads=8)
+    assert plan_threads("auto", "auto", "cuda", cores=2) == ThreadPlan(workers=1, threads=1)
+    assert plan_threads(0, 3, "cpu", cores=2) == ThreadPlan(workers=0, threads=3)
+
+
+@pytest.mark.parametrize("option", [{"workers": -1}, {"threads": 0}, {"workers": "many"}])
+def test_bad_worker_or_thread_counts_are_usage_errors(option, tmp_path):
+    from lic.errors import UsageError
+    from lic.evaluation.config import EvalConfig
+
+    with pytest.raises(UsageError, match=f"--{next(iter(option))}"):
+        EvalConfig(tasks=["consistency"], data_roots={"consistency": "x"}, out=tmp_path, **option)
