@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
 
 from lic.data.files import write_text_atomic
 from lic.sweep.plan import Run
 
 LOCK_NAME = ".sweep.lock"
+# how submitit's signal handler leaves a requeued job: LocalExecutor's code, SLURM's -1
+REQUEUE_EXITS = {LOCAL_REQUEUE_RETURN_CODE, -1}
 
 
 def _global_rank() -> int:
@@ -91,7 +94,7 @@ class TrainRun(submitit.helpers.Checkpointable):
             argv += ["--ckpt_path", "last"] if resume else []
             print(f"lic sweep: {run.name}: {'resuming' if resume else 'starting'}", flush=True)
             code = main(argv)
-            if self._requeued:  # submitit's exit after `checkpoint`: let it through
+            if self._requeued and code in REQUEUE_EXITS:  # submitit's exit after `checkpoint`
                 raise SystemExit(code)
             if code:
                 raise RuntimeError(f"{run.name}: lic train exited with {code} (error above)")
