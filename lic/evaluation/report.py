@@ -233,6 +233,7 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
         for ax, metric in zip(axes[0], metrics, strict=True):
             by_curve = all_curves.get((task, metric), {})
+            intervals = False
             anchors = set(references(by_curve, anchor).values())
             for curve, points in by_curve.items():
                 rate, value = zip(*points, strict=True)
@@ -243,6 +244,7 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                 )
                 low, high = _point_intervals(task_rows, curve, metric, points)
                 if np.isfinite(low).any():  # the 95% bootstrap interval of every point
+                    intervals = True
                     ax.errorbar(
                         rate,
                         value,
@@ -257,6 +259,17 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                     if metric_info(metric).full_reference:  # a perfect score, not a level
                         continue
                     ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
+            if intervals:
+                ax.text(
+                    0.99,
+                    0.01,
+                    "bars: 95% bootstrap interval over images",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="bottom",
+                    fontsize=7,
+                    color="gray",
+                )
             ax.set_xlabel("rate (bits per pixel)")
             ax.set_ylabel(metric_info(metric).label())
             ax.set_title(f"{task}: {metric_info(metric).display}")

@@ -98,7 +98,8 @@ class FidelityAccumulator(TableAccumulator):
         means = {name: totals[name] / np.maximum(count, 1) for name in self.names}
         for name in self.names:
             if db_form := metric_spec(name).db_form:
-                db = np.vectorize(ms_ssim_db, otypes=[float])(means[name])
+                floor = 10 ** (-DB_CAP / 10)  # ms_ssim_db, vectorised over resamples
+                db = np.minimum(DB_CAP, -10.0 * np.log10(np.maximum(1.0 - means[name], floor)))
                 means[db_form] = np.where(count > 0, db, math.nan)
         return means
 
