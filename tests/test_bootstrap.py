@@ -16,7 +16,7 @@ from conftest import photo_like, save_rgb
 from pycocotools.coco import COCO
 
 from lic.evaluation import run
-from lic.evaluation.bd import bd_rate
+from lic.evaluation.bd import bd_many, bd_metric, bd_rate
 from lic.evaluation.bootstrap import draw_blocks, interval, paired_bd, resample_cell
 from lic.tasks.classification import AgreementAccumulator
 from lic.tasks.detection import DetectionAccumulator
@@ -181,7 +181,7 @@ def test_paired_bd_interval_uses_the_same_images_for_both_curves():
         tst = resample_cell(fidelity(base[k] + 0.5), bpp, ids, 300, seed=0)
         reference.append((ref["bpp"], ref["psnr"]))
         test.append((tst["bpp"], tst["psnr"]))
-    low, high, undefined, total = paired_bd(bd_rate, reference, test)
+    low, high, undefined, total = paired_bd(reference, test, rate=True)
     curve_rates = [1.35 * r for r in rates]  # mean over images of rate * (1 + 0.1 n)
     means = [b.mean() for b in base]
     point = bd_rate(curve_rates, means, curve_rates, [m + 0.5 for m in means])
@@ -243,3 +243,32 @@ def test_harness_writes_per_image_rows_and_intervals(tmp_path):
     rows = run(**{**options, "bootstrap": 0})
     assert all(r["ci_low"] is None for r in rows)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "cells").iterdir()}
+
+
+def test_vectorised_bd_equals_the_scalar_functions_on_noisy_resamples():
+    """bd_many (all resamples in one PCHIP pass) against bd_rate/bd_metric row by row,
+    including rows the scalar functions refuse (zig-zags, repeated rates, NaN, no overlap)."""
+    rng = np.random.default_rng(1)
+    grid = np.geomspace(0.2, 2.0, 5)
+    rate_ref = grid * np.clip(1 + 0.3 * rng.standard_normal((300, 5)), 0.05, None)
+    q_ref = 30 + 5 * np.log(grid) + 2 * rng.standard_normal((300, 5))
+    rate_test = grid * np.exp(rng.normal(0, 1, (300, 1)))
+    q_test = 31 + 5 * np.log(grid) + 2 * rng.standard_normal((300, 5))
+    q_test[0, 1], rate_ref[1, 0] = np.nan, rate_ref[1, 1]
+    for rate, scalar in ((True, bd_rate), (False, bd_metric)):
+        for higher_better in (True, False):
+            sign = 1 if higher_better else -1
+            many = bd_many(rate_ref, sign * q_ref, rate_test, sign * q_test, rate, higher_better)
+            one_by_one = []
+            for b in range(300):
+                extra = {"higher_better": higher_better} if rate else {}
+                try:
+                    one_by_one.append(
+                        scalar(
+                            rate_ref[b], sign * q_ref[b], rate_test[b], sign * q_test[b], **extra
+                        )
+                    )
+                except ValueError:
+                    one_by_one.append(np.nan)
+            assert np.allclose(many, one_by_one, rtol=1e-9, atol=1e-9, equal_nan=True)
+            assert 0 < np.isnan(many).sum() < 300  # both kinds of rows are exercised

@@ -11,17 +11,18 @@ Each resample recomputes the metric from the per-image state the task's accumula
 for metrics that are functions of per-image totals (means, confusion matrices, answer
 tallies) that is one matrix product per block (`lic.tasks.base.TableAccumulator`); COCO mAP
 runs one COCOeval `accumulate` per resample and is capped at its accumulator's
-`max_resamples` (200). The rate of a resample is the mean bpp of the drawn images.
+`max_resamples` (200). The rate of a resample is the mean bpp of the drawn images. BD
+values are recomputed on every resample in one vectorised PCHIP pass (`bd.bd_many`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from lic.evaluation.bd import bd_many
 from lic.evaluation.per_image import per_image_rows
 from lic.tasks.base import Accumulator, Task
 
@@ -81,19 +82,20 @@ Points = Sequence[tuple[np.ndarray, np.ndarray]]  # per curve point: (bpp, value
 
 
 def paired_bd(
-    delta: Callable[..., float], reference: Points, test: Points, level: float = LEVEL
+    reference: Points, test: Points, rate: bool, higher_better: bool = True, level: float = LEVEL
 ) -> tuple[float, float, int, int]:
-    """Interval of a BD function recomputed on each resample, both curves from the same
-    resampled images: (low, high, resamples where it is undefined, resamples)."""
+    """Interval of BD-rate (`rate`) or BD-metric recomputed on each resample, both curves from
+    the same resampled images, all resamples at once (`bd.bd_many`): (low, high, resamples
+    where it is undefined, resamples)."""
     resamples = min(len(a) for points in (reference, test) for pair in points for a in pair)
-    values = np.full(resamples, math.nan)
-    for b in range(resamples):
-        curves = [
-            ([float(r[b]) for r, _ in points], [float(v[b]) for _, v in points])
-            for points in (reference, test)
-        ]
-        with contextlib.suppress(ValueError):  # e.g. a resampled curve not monotone (BD-rate)
-            values[b] = delta(*curves[0], *curves[1])
+
+    def columns(points: Points, part: int) -> np.ndarray:
+        return np.stack([np.asarray(p[part][:resamples], dtype=float) for p in points], axis=1)
+
+    values = bd_many(
+        columns(reference, 0), columns(reference, 1), columns(test, 0), columns(test, 1),
+        rate, higher_better,
+    )  # fmt: skip
     low, high = interval(values, level)
     return low, high, int(np.sum(~np.isfinite(values))), resamples
 

@@ -140,7 +140,8 @@ def _bd_values(metric: str, reference: list, points: list, resamples: dict) -> d
         if reason:
             reasons.append(f"{'BD-rate' if name == 'bd_rate' else 'BD-metric'} n/a: {reason}")
         elif resamples and math.isfinite(row[name]):
-            low, high, undefined, total = paired_bd(delta, *resamples)
+            is_rate = name == "bd_rate"
+            low, high, undefined, total = paired_bd(*resamples, is_rate, higher_better)
             if undefined:
                 reasons.append(
                     f"{name} undefined on {undefined} of {total} resamples (a resampled curve "
