@@ -73,17 +73,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(step, device: torch.device, repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        step()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
+def interleaved(steps: dict, device: torch.device, repeats: int, warmup: int = 3) -> dict:
+    """Median seconds per step of each path, timed in rounds (one step of every path per
+    round, in turn) so that a machine's drift hits every path alike; peak memory per path is
+    taken over its warm-up (CPU: the process's peak RSS so far, which only grows)."""
+    peaks = {}
+    for path, step in steps.items():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(warmup):
+            step()
         sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+        peaks[path] = (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+    times: dict[str, list[float]] = {path: [] for path in steps}
+    for _ in range(repeats):
+        for path, step in steps.items():
+            start = time.perf_counter()
+            step()
+            sync(device)
+            times[path].append(time.perf_counter() - start)
+    return {path: (statistics.median(t), peaks[path]) for path, t in times.items()}
 
 
 def naive_step_fn(codec_name: str, objective: str, x: torch.Tensor, pretrained):
@@ -205,7 +218,7 @@ def main() -> None:
     p.add_argument(
         "--variants",
         nargs="+",
-        default=["lic", "lic-1pass", "lic-compile", "lic-bf16clip", "lic-fast"],
+        default=["lic", "lic-1pass", "lic-compile", "lic-bf16clip", "lic-cl", "lic-fast"],
         choices=list(VARIANTS),
         help="lic configurations to time besides the naive loop",
     )
@@ -224,31 +237,26 @@ def main() -> None:
         f"threads={torch.get_num_threads()} clip={pretrained}"
     )
     print(
-        f"{'codec':22} {'objective':14} {'path':13} {'ms/step':>9} {'img/s':>8} "
-        f"{'peak MiB':>9} {'loss err':>9} {'grad err':>9}"
+        "\n| codec | objective | path | ms/step | img/s | vs lic | peak MiB | loss err | grad err |"
     )
+    print("|---|---|---|---|---|---|---|---|---|")
     paths = {"naive": naive_step_fn} | {v: partial(lic_step_fn, variant=v) for v in args.variants}
     results = {}
     for codec in args.codecs:
         for objective in args.objectives:
-            for path, make in paths.items():
-                if gpu:
-                    torch.cuda.reset_peak_memory_stats()
-                step = make(codec, objective, x, pretrained)
-                median = statistics.median(time_steps(step, device, repeats))
-                peak = (
-                    torch.cuda.max_memory_allocated() / 2**20
-                    if gpu
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                )
-                errors = ""
+            steps = {path: make(codec, objective, x, pretrained) for path, make in paths.items()}
+            timed = interleaved(steps, device, repeats)
+            del steps
+            for path, (median, peak) in timed.items():
+                errors = " | "
                 if path not in ("naive", "lic"):
                     loss_err, grad_err = exactness(codec, objective, x, pretrained, path)
-                    errors = f"{loss_err:9.1e} {grad_err:9.1e}"
+                    errors = f"{loss_err:.1e} | {grad_err:.1e}"
                 results[(codec, objective, path)] = median
+                versus = median / timed["lic"][0] if "lic" in timed else float("nan")
                 print(
-                    f"{codec:22} {objective:14} {path:13} {1000 * median:9.1f} "
-                    f"{batch / median:8.1f} {peak:9.0f} {errors}",
+                    f"| {codec} | {objective} | {path} | {1000 * median:.1f} | "
+                    f"{batch / median:.1f} | {versus:.2f}x | {peak:.0f} | {errors} |",
                     flush=True,
                 )
     print("ratios (goals: mse+mlclipsim / mse <= 1.15x; lic / naive images/s >= 3x)")
