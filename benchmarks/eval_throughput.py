@@ -1,6 +1,7 @@
 """Whole-process throughput of `lic eval` against the plain serial loop, interleaved.
 
-    python benchmarks/eval_throughput.py IMAGES [--ckpt CKPT] [--pairs 3] [-- EXTRA lic eval ARGS]
+    python benchmarks/eval_throughput.py IMAGES [--ckpt CKPT] [--pairs 3] [--loop-channels-last]
+        [-- EXTRA lic eval ARGS]
 
 Both sides are fresh processes timed from start to exit (imports, model building, every cell):
 A = `lic eval --task consistency` with one checkpoint (the bundled demo codec by default) into
@@ -9,6 +10,8 @@ a user would write (per image: resize/crop, compress, decompress, ResNet-50 on t
 the decoded image). The ResNet-50 has random weights (`--task-weights none`: the arithmetic of
 the trained one). Runs alternate A B A B ... so that a machine's drift hits both; the table
 gives each pair, the medians and the throughput ratio (B's seconds / A's seconds).
+`--loop-channels-last` adds C to every round: the loop with its classifier in channels-last
+memory format, as lic runs the task model on the CPU (what overlap alone gains: C / A).
 """
 
 from __future__ import annotations
@@ -47,9 +50,9 @@ def harness(images: Path, ckpt: Path, extra: list[str]) -> tuple[float, str]:
     return seconds, results
 
 
-def serial(images: Path, ckpt: Path) -> tuple[float, str]:
+def serial(images: Path, ckpt: Path, *flags: str) -> tuple[float, str]:
     script = str(ROOT / "benchmarks" / "serial_loop.py")
-    return timed([sys.executable, script, str(images), str(ckpt), "--weights", "none"])
+    return timed([sys.executable, script, str(images), str(ckpt), "--weights", "none", *flags])
 
 
 def main() -> None:
@@ -57,26 +60,32 @@ def main() -> None:
     p.add_argument("images", type=Path, help="an image folder (e.g. Kodak)")
     p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
     p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--loop-channels-last", action="store_true")
     p.add_argument("extra", nargs="*", help="more lic eval options, after --")
     args = p.parse_args()
-    a, b = [], []
+    a, b, c = [], [], []
     for _ in range(args.pairs):
         seconds, results = harness(args.images, args.ckpt, args.extra)
         a.append(seconds)
         seconds, loop_log = serial(args.images, args.ckpt)
         b.append(seconds)
+        if args.loop_channels_last:
+            c.append(serial(args.images, args.ckpt, "--channels-last")[0])
     n_images = loop_log.split()[1]
     print(f"cores {os.cpu_count()}, {n_images} images, {args.ckpt.name}, consistency task, ")
     print(f"ResNet-50 (random weights), lic eval {' '.join(args.extra) or '(defaults)'}\n")
-    print("| pair | lic eval (s) | serial loop (s) | throughput ratio |")
-    print("|---|---|---|---|")
+    extra = " loop channels-last (s) | ratio |" if c else ""
+    print(f"| round | lic eval (s) | serial loop (s) | throughput ratio |{extra}")
+    print("|---|---|---|---|" + ("---|---|" if c else ""))
     for i, (x, y) in enumerate(zip(a, b, strict=True), 1):
-        print(f"| {i} | {x:.2f} | {y:.2f} | {y / x:.2f}x |")
+        more = f" {c[i - 1]:.2f} | {c[i - 1] / x:.2f}x |" if c else ""
+        print(f"| {i} | {x:.2f} | {y:.2f} | {y / x:.2f}x |{more}")
     ma, mb = statistics.median(a), statistics.median(b)
     ratios = [y / x for x, y in zip(a, b, strict=True)]
+    more = f" {statistics.median(c):.2f} | {statistics.median(c) / ma:.2f}x |" if c else ""
     print(
         f"| median | {ma:.2f} | {mb:.2f} | {mb / ma:.2f}x (median of pair ratios "
-        f"{statistics.median(ratios):.2f}x) |"
+        f"{statistics.median(ratios):.2f}x) |{more}"
     )
     print(f"\nserial loop: {loop_log.strip()}")
     print("lic eval results.csv (last run):\n" + results.strip())

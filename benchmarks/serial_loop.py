@@ -1,11 +1,12 @@
 """The plain serial loop a user would write for the consistency task: the baseline of
 `eval_throughput.py`.
 
-    python benchmarks/serial_loop.py IMAGES CHECKPOINT [--weights none]
+    python benchmarks/serial_loop.py IMAGES CHECKPOINT [--weights none] [--channels-last]
 
 For each image: resize the short side to 256 and centre-crop 224 (ResNet-50's transform), pad
 to the codec's stride, CompressAI `compress` / `decompress`, crop back, then ResNet-50 on the
-original and on the decoded image. Prints images, top-1 agreement (%), mean bpp and seconds.
+original and on the decoded image (`--channels-last`: the classifier in channels-last memory
+format, as lic runs it on the CPU). Prints images, top-1 agreement (%), mean bpp and seconds.
 Only torch/torchvision/CompressAI calls and the checkpoint reader (a lic checkpoint needs it).
 """
 
@@ -31,12 +32,15 @@ def main() -> None:
     p.add_argument("images", type=Path)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--weights", default="IMAGENET1K_V2", help="ResNet-50 weights, or none")
+    p.add_argument("--channels-last", action="store_true")
     args = p.parse_args()
     start = time.perf_counter()
     codec = load_checkpoint(args.checkpoint, map_location="cpu")[0].eval()
     torch.manual_seed(0)
     weights = None if args.weights == "none" else ResNet50_Weights[args.weights]
     classifier = resnet50(weights=weights).eval()
+    if args.channels_last:
+        classifier = classifier.to(memory_format=torch.channels_last)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     files = sorted(f for f in args.images.rglob("*") if f.suffix.lower() in SUFFIXES)
