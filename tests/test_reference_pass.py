@@ -122,3 +122,17 @@ def test_bad_worker_or_thread_counts_are_usage_errors(option, tmp_path):
 
     with pytest.raises(UsageError, match=f"--{next(iter(option))}"):
         EvalConfig(tasks=["consistency"], data_roots={"consistency": "x"}, out=tmp_path, **option)
+
+
+def test_workers_and_threads_from_the_command_line(tmp_path):
+    from lic.evaluation.cli import build_parser, config_from_args
+
+    def config(*flags: str):
+        args = ["--task", "consistency", "--data-root", str(tmp_path), "--out", str(tmp_path)]
+        return config_from_args(build_parser().parse_args([*args, *flags]))
+
+    assert (config().workers, config().threads) == ("auto", "auto")
+    explicit = config("--workers", "0", "--threads", "2")
+    assert (explicit.workers, explicit.threads) == (0, 2)
+    with pytest.raises(SystemExit):
+        config("--workers", "many")
