@@ -3,7 +3,7 @@
 
     python benchmarks/serial_loop.py IMAGES CHECKPOINT [--weights none] [--channels-last]
 
-For each image: resize the short side to 256 and centre-crop 224 (ResNet-50's transform), pad
+For each image: resize the short side to 232 and centre-crop 224 (IMAGENET1K_V2's), pad
 to the codec's stride, CompressAI `compress` / `decompress`, crop back, then ResNet-50 on the
 original and on the decoded image (`--channels-last`: the classifier in channels-last memory
 format, as lic runs it on the CPU). Prints images, top-1 agreement (%), mean bpp and seconds.
@@ -48,7 +48,7 @@ def main() -> None:
     with torch.inference_mode():
         for file in files:
             x = TF.to_dtype(TF.pil_to_tensor(Image.open(file).convert("RGB")), scale=True)
-            x = TF.center_crop(TF.resize(x, [256], antialias=True), [224])[None]
+            x = TF.center_crop(TF.resize(x, [232], antialias=True), [224])[None]
             h, w = x.shape[-2:]
             padded = F.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
             out = codec.compress(padded)

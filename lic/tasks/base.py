@@ -200,7 +200,9 @@ class Task(ABC):
     def reference_identity(self) -> dict:
         """Everything reference outputs depend on besides the image: model, weights and
         preprocessing (a cache of them is valid for this identity only)."""
-        return {"task": self.name, "model": self.model_name, "weights": self.weights_name}
+        member = self.model_ref.weights_member()  # DEFAULT resolved: a new default is new
+        weights = member.name if member is not None else self.weights_name
+        return {"task": self.name, "model": self.model_name, "weights": weights}
 
     @abstractmethod
     def new_accumulator(self) -> Accumulator: ...

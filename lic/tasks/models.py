@@ -89,7 +89,9 @@ def _torchvision(
 def _timm(ref: ModelRef, device: torch.device, *_, **__) -> nn.Module:
     import timm
 
-    return timm.create_model(ref.name, pretrained=not ref.random).eval().to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random models are the same in every run (cached references)
+        return timm.create_model(ref.name, pretrained=not ref.random).eval().to(device)
 
 
 def _transformers(ref: ModelRef, device: torch.device, *_, **__) -> nn.Module:
