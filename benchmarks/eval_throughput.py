@@ -1,17 +1,17 @@
 """Whole-process throughput of `lic eval` against the plain serial loop, interleaved.
 
-    python benchmarks/eval_throughput.py IMAGES [--ckpt CKPT] [--pairs 3] [--loop-channels-last]
-        [-- EXTRA lic eval ARGS]
+    python benchmarks/eval_throughput.py IMAGES [--ckpt CKPT] [--pairs 3]
+        [--loops plain batched batched+channels-last] [-- EXTRA lic eval ARGS]
 
 Both sides are fresh processes timed from start to exit (imports, model building, every cell):
 A = `lic eval --task consistency` with one checkpoint (the bundled demo codec by default) into
 a fresh --out, so it computes the uncompressed cell too; B = `benchmarks/serial_loop.py`, what
 a user would write (per image: resize/crop, compress, decompress, ResNet-50 on the original and
-the decoded image). The ResNet-50 has random weights (`--task-weights none`: the arithmetic of
-the trained one). Runs alternate A B A B ... so that a machine's drift hits both; the table
-gives each pair, the medians and the throughput ratio (B's seconds / A's seconds).
-`--loop-channels-last` adds C to every round: the loop with its classifier in channels-last
-memory format, as lic runs the task model on the CPU (what overlap alone gains: C / A).
+the decoded image, one call each). The ResNet-50 has random weights (`--task-weights none`:
+the arithmetic of the trained one). Runs alternate A B A B ... so that a machine's drift hits
+both; the table gives each pair, the medians and the throughput ratio (B's seconds / A's).
+`--loops` times more variants of the loop in every round (serial_loop.py flags joined by `+`:
+`batched`, one call of batch 2 for both images; `channels-last`), each with its ratio column.
 """
 
 from __future__ import annotations
@@ -60,33 +60,34 @@ def main() -> None:
     p.add_argument("images", type=Path, help="an image folder (e.g. Kodak)")
     p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
     p.add_argument("--pairs", type=int, default=3)
-    p.add_argument("--loop-channels-last", action="store_true")
+    p.add_argument("--loops", nargs="+", default=["plain"], help="loop variants (see above)")
     p.add_argument("extra", nargs="*", help="more lic eval options, after --")
     args = p.parse_args()
-    a, b, c = [], [], []
+    a, loops = [], {flags: [] for flags in args.loops}
     for _ in range(args.pairs):
         seconds, results = harness(args.images, args.ckpt, args.extra)
         a.append(seconds)
-        seconds, loop_log = serial(args.images, args.ckpt)
-        b.append(seconds)
-        if args.loop_channels_last:
-            c.append(serial(args.images, args.ckpt, "--channels-last")[0])
+        for flags, times in loops.items():
+            options = [f"--{f}" for f in flags.split("+") if f != "plain"]
+            seconds, loop_log = serial(args.images, args.ckpt, *options)
+            times.append(seconds)
     n_images = loop_log.split()[1]
     print(f"cores {os.cpu_count()}, {n_images} images, {args.ckpt.name}, consistency task, ")
     print(f"ResNet-50 (random weights), lic eval {' '.join(args.extra) or '(defaults)'}\n")
-    extra = " loop channels-last (s) | ratio |" if c else ""
-    print(f"| round | lic eval (s) | serial loop (s) | throughput ratio |{extra}")
-    print("|---|---|---|---|" + ("---|---|" if c else ""))
-    for i, (x, y) in enumerate(zip(a, b, strict=True), 1):
-        more = f" {c[i - 1]:.2f} | {c[i - 1] / x:.2f}x |" if c else ""
-        print(f"| {i} | {x:.2f} | {y:.2f} | {y / x:.2f}x |{more}")
-    ma, mb = statistics.median(a), statistics.median(b)
-    ratios = [y / x for x, y in zip(a, b, strict=True)]
-    more = f" {statistics.median(c):.2f} | {statistics.median(c) / ma:.2f}x |" if c else ""
-    print(
-        f"| median | {ma:.2f} | {mb:.2f} | {mb / ma:.2f}x (median of pair ratios "
-        f"{statistics.median(ratios):.2f}x) |{more}"
+    names = [f"loop {flags}" for flags in loops]
+    print("| round | lic eval (s) | " + " | ".join(f"{n} (s) | ratio" for n in names) + " |")
+    print("|---|---|" + "---|---|" * len(loops))
+    for i, x in enumerate(a):
+        cells = " | ".join(f"{t[i]:.2f} | {t[i] / x:.2f}x" for t in loops.values())
+        print(f"| {i + 1} | {x:.2f} | {cells} |")
+    ma = statistics.median(a)
+    cells = " | ".join(
+        f"{statistics.median(t):.2f} | {statistics.median(t) / ma:.2f}x "
+        f"(pairs {statistics.median(y / x for x, y in zip(a, t, strict=True)):.2f}x)"
+        for t in loops.values()
     )
+    print(f"| median | {ma:.2f} | {cells} |")
+    print("ratio: the loop's seconds over lic eval's (lic eval's throughput over the loop's)")
     print(f"\nserial loop: {loop_log.strip()}")
     print("lic eval results.csv (last run):\n" + results.strip())
 

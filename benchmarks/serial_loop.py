@@ -1,12 +1,13 @@
 """The plain serial loop a user would write for the consistency task: the baseline of
 `eval_throughput.py`.
 
-    python benchmarks/serial_loop.py IMAGES CHECKPOINT [--weights none] [--channels-last]
+    python benchmarks/serial_loop.py IMAGES CKPT [--weights none] [--batched] [--channels-last]
 
 For each image: resize the short side to 232 and centre-crop 224 (IMAGENET1K_V2's), pad
 to the codec's stride, CompressAI `compress` / `decompress`, crop back, then ResNet-50 on the
-original and on the decoded image (`--channels-last`: the classifier in channels-last memory
-format, as lic runs it on the CPU). Prints images, top-1 agreement (%), mean bpp and seconds.
+original and on the decoded image, one call each (`--batched`: both in one call of batch 2;
+`--channels-last`: the classifier in channels-last memory format). Prints images, top-1
+agreement (%), mean bpp and seconds.
 Only torch/torchvision/CompressAI calls and the checkpoint reader (a lic checkpoint needs it).
 """
 
@@ -32,6 +33,7 @@ def main() -> None:
     p.add_argument("images", type=Path)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--weights", default="IMAGENET1K_V2", help="ResNet-50 weights, or none")
+    p.add_argument("--batched", action="store_true", help="original and decoded in one call")
     p.add_argument("--channels-last", action="store_true")
     args = p.parse_args()
     start = time.perf_counter()
@@ -55,7 +57,10 @@ def main() -> None:
             x_hat = codec.decompress(out["strings"], out["shape"])["x_hat"]
             x_hat = x_hat[..., :h, :w].clamp(0, 1)
             bpp += 8 * sum(len(s[0]) for s in out["strings"]) / (h * w)
-            logits = classifier((torch.cat([x, x_hat]) - mean) / std)
+            if args.batched:
+                logits = classifier((torch.cat([x, x_hat]) - mean) / std)
+            else:
+                logits = torch.cat([classifier((x - mean) / std), classifier((x_hat - mean) / std)])
             agree += int(logits[0].argmax() == logits[1].argmax())
     n = len(files)
     seconds = time.perf_counter() - start

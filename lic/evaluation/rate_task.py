@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -370,6 +371,8 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         ckpt_meta,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
+    if rank == 0:  # the reports' plotting imports load while the model runs (it frees the GIL)
+        threading.Thread(target=_import_plotting, daemon=True).start()
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
@@ -382,6 +385,13 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
         )
     return rows
+
+
+def _import_plotting() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
 
 
 def evaluate_tasks(
