@@ -108,19 +108,21 @@ def test_unreadable_reference_cache_is_recomputed(images, checkpoints, model_ima
 def test_thread_plans_split_the_cores_between_model_and_coders():
     from lic.evaluation.parallel import ThreadPlan, plan_threads
 
-    assert plan_threads("auto", "auto", "cpu", cores=2) == ThreadPlan(workers=1, threads=2)
-    assert plan_threads("auto", "auto", "cpu", cores=16) == ThreadPlan(workers=4, threads=16)
-    assert plan_threads("auto", "auto", "cuda", cores=16) == ThreadPlan(workers=8, threads=8)
-    assert plan_threads("auto", "auto", "cuda", cores=2) == ThreadPlan(workers=1, threads=1)
-    assert plan_threads(0, 3, "cpu", cores=2) == ThreadPlan(workers=0, threads=3)
+    assert plan_threads("auto", "auto", "cpu", cores=2) == ThreadPlan(1, 2, batch_size=8)
+    assert plan_threads("auto", "auto", "cpu", cores=16) == ThreadPlan(4, 16, batch_size=8)
+    assert plan_threads("auto", "auto", "cuda", cores=16) == ThreadPlan(8, 8, batch_size=16)
+    assert plan_threads("auto", "auto", "cuda", cores=2) == ThreadPlan(1, 1, batch_size=16)
+    assert plan_threads(0, 3, "cpu", cores=2, batch_size=4) == ThreadPlan(0, 3, batch_size=4)
 
 
-@pytest.mark.parametrize("option", [{"workers": -1}, {"threads": 0}, {"workers": "many"}])
+@pytest.mark.parametrize(
+    "option", [{"workers": -1}, {"threads": 0}, {"workers": "many"}, {"batch_size": 0}]
+)
 def test_bad_worker_or_thread_counts_are_usage_errors(option, tmp_path):
     from lic.errors import UsageError
     from lic.evaluation.config import EvalConfig
 
-    with pytest.raises(UsageError, match=f"--{next(iter(option))}"):
+    with pytest.raises(UsageError, match=f"--{next(iter(option)).replace('_', '-')}"):
         EvalConfig(tasks=["consistency"], data_roots={"consistency": "x"}, out=tmp_path, **option)
 
 

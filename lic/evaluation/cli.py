@@ -17,7 +17,14 @@ import os
 import sys
 from typing import Any
 
-from lic.evaluation.parallel import AUTO, CPU_CORES_PER_WORKER, MAX_WORKERS, passive_openmp_waits
+from lic.evaluation.parallel import (
+    AUTO,
+    CPU_BATCH,
+    CPU_CORES_PER_WORKER,
+    DEVICE_BATCH,
+    MAX_WORKERS,
+    passive_openmp_waits,
+)
 
 passive_openmp_waits()  # before torch loads: the model's threads share the cores with coders
 
@@ -164,7 +171,12 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
 
 
 def _add_execution(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, help="decoded images per task-model call")
+    p.add_argument(
+        "--batch-size",
+        type=_count_or_auto,
+        help=f"decoded images per task-model call (default {AUTO}: {CPU_BATCH} on the CPU, "
+        f"{DEVICE_BATCH} on a GPU)",
+    )
     p.add_argument(
         "--workers",
         type=_count_or_auto,

@@ -29,8 +29,9 @@ class EvalConfig:
     (`{jpeg: [5, 10]}`); `metric_args` the fidelity metrics' constructor arguments
     (`{mlclipsim: {pretrained: /path/clip.bin}}`); `ckpt_meta` maps a checkpoint path to
     `[objective, lambda]` for files that do not record them (official MLIC++ files).
-    `workers` (coding processes) and `threads` (the task model's torch threads) are numbers
-    or `auto` (`lic.evaluation.parallel.plan_threads`: chosen from the cores and device).
+    `workers` (coding processes), `threads` (the task model's torch threads) and
+    `batch_size` (images per task-model call) are numbers or `auto`
+    (`lic.evaluation.parallel.plan_threads`: chosen from the cores and device).
     """
 
     checkpoints: list[str] = field(default_factory=list)
@@ -46,7 +47,7 @@ class EvalConfig:
     seed_protocol: str = "generate"
     metrics: list[str] | None = None
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    batch_size: int = 16
+    batch_size: int | str = AUTO
     workers: int | str = AUTO
     threads: int | str = AUTO
     device: str = "auto"
@@ -75,10 +76,11 @@ class EvalConfig:
             raise UsageError(f"seed_protocol '{self.seed_protocol}': generate or likelihood")
         if self.bootstrap < 0:
             raise UsageError(f"--bootstrap {self.bootstrap}: give a number of resamples (0: none)")
-        for name, low in (("workers", 0), ("threads", 1)):
+        for name, low in (("workers", 0), ("threads", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if value != AUTO and not (type(value) is int and value >= low):
-                raise UsageError(f"--{name} {value}: give '{AUTO}' or an integer >= {low}")
+                flag = name.replace("_", "-")
+                raise UsageError(f"--{flag} {value}: give '{AUTO}' or an integer >= {low}")
         if self.metrics and "fidelity" not in self.tasks:
             raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}

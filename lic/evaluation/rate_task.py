@@ -11,11 +11,11 @@ metric states are merged exactly on rank 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,7 +192,7 @@ def _distributed() -> tuple[int, int]:
 def evaluate_cell(
     task: Task,
     coder: Coder,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Callable[[], torch.nn.Module],
     device: torch.device,
     batch_size: int = 16,
     workers: int = 0,
@@ -206,7 +206,9 @@ def evaluate_cell(
     "device" has the workers only load, and codes each batch here on `device` (learned
     codecs run their transforms batched; entropy coding stays on this CPU).
     `references`: the cached reference outputs of a task that `uses_reference` (required
-    for it); missing ones are computed in the same batches and added.
+    for it); missing ones are computed in the same batches and added. `model` may be a
+    function that builds it: called once the workers have started, so that the first
+    images are coded while the model is built.
     """
     if task.uses_reference and references is None:
         raise ValueError(f"the {task.name} task needs a ReferenceStore")
@@ -238,8 +240,11 @@ def evaluate_cell(
         desc=f"{task.name} {coder.key}",
         leave=False,
     )
+    batches = iter(loader)  # the workers start coding now
+    if not isinstance(model, torch.nn.Module):
+        model = model()
     with torch.inference_mode():
-        for batch in loader:
+        for batch in batches:
             if coding == "device":
                 loaded = [c for c in batch if c.error is None and c.image is not None]
                 code_on_device(coder, loaded, device)
@@ -358,8 +363,10 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     if rank == 0:
         write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
     device = resolve_device(config.device)
-    plan = plan_threads(config.workers, config.threads, device.type)
-    config = dataclasses.replace(config, workers=plan.workers, threads=plan.threads)
+    plan = plan_threads(config.workers, config.threads, device.type, None, config.batch_size)
+    config = dataclasses.replace(
+        config, workers=plan.workers, threads=plan.threads, batch_size=plan.batch_size
+    )
     codec_device = device if plan.workers == 0 or config.coding == "device" else "cpu"
     ckpt_meta = {path: tuple(label) for path, label in config.ckpt_meta.items()}
     coders = build_coders(
@@ -371,8 +378,6 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         ckpt_meta,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
-    if rank == 0:  # the reports' plotting imports load while the model runs (it frees the GIL)
-        threading.Thread(target=_import_plotting, daemon=True).start()
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
@@ -385,13 +390,6 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
         )
     return rows
-
-
-def _import_plotting() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot
 
 
 def evaluate_tasks(
@@ -416,12 +414,11 @@ def evaluate_tasks(
         if task.uses_reference:
             identity = task.reference_identity() | {"device": device.type}
             references = ReferenceStore(out / "references", identity)
-        model, done = None, {}
+        model, done = functools.cache(functools.partial(task.build_model, device)), {}
         for coder in reference_last(coders):  # the other cells compute the references
             path = out / "cells" / f"{task_name}__{coder.key}.json"
             finished = reuse_cell(path, {**coder.meta(), **task.description()}, task)
             if not finished:
-                model = model or task.build_model(device)
                 finished = evaluate_and_write(task, coder, model, device, config, path, references)
             cell, accumulator, image_bpp = finished
             if rank == 0:
@@ -441,7 +438,7 @@ def reference_last(coders: Sequence[Coder]) -> list[Coder]:
 def evaluate_and_write(
     task: Task,
     coder: Coder,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Callable[[], torch.nn.Module],
     device: torch.device,
     config: EvalConfig,
     path: Path,
