@@ -3,6 +3,9 @@ both the uncompressed row and every cell's targets, and is cached in --out by im
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from lic.evaluation.references import ReferenceStore, file_digest
 from lic.tasks.classification import ConsistencyTask
 
 N_IMAGES = 3
+CKPT = "demo-bmshj2018-hyperprior-mse-0.013.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +142,21 @@ def test_workers_and_threads_from_the_command_line(tmp_path):
     assert (explicit.workers, explicit.threads) == (0, 2)
     with pytest.raises(SystemExit):
         config("--workers", "many")
+
+
+def test_lic_compress_imports_no_metric_or_training_library(tmp_path):
+    """`lic compress` loads the codec stack only (CompressAI itself imports transformers
+    through torch_geometric, so that one is CompressAI's, not lic's)."""
+    root = Path(__file__).resolve().parents[1]
+    save_rgb(tmp_path / "a.png", photo_like(64, 64, seed=1))
+    code = (
+        "import sys\n"
+        "from lic.cli import main\n"
+        f"rc = main(['compress', '--ckpt', {str(root / 'checkpoints' / CKPT)!r}, "
+        f"{str(tmp_path / 'a.png')!r}, '--out-dir', {str(tmp_path / 'out')!r}])\n"
+        "heavy = sorted(m for m in ('open_clip', 'timm', 'lpips', 'lightning', 'matplotlib')"
+        " if m in sys.modules)\n"
+        "assert rc == 0 and not heavy, (rc, heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
