@@ -69,14 +69,18 @@ class MLCLIPSim(FrozenNetMetric):
             (120 Kodak/JPEG pairs at 256x256, ViT-B-32 with random weights, CPU): score error
             median 6e-5 (max 2e-4); relative error of 1 - score median 0.7% (max 7%);
             relative error of the gradient median 8% (max 27%). Beyond the 1e-2 gradient
-            tolerance of the fp32 reference, so it is off by default.
+            tolerance of the fp32 reference, so it is off by default. Speed: for GPUs with
+            bf16 tensor cores; on a 2-core CPU a training step took 3.7x as long
+            (benchmarks/train_step.py).
         one_pass: when only `y` needs gradients, run the tower once on [x; y] (reference
             half detached) instead of a no-grad pass on x and a pass on y. Same values; one
             set of kernel launches instead of two, but the backward pass also runs over the
-            reference half. Pays off where launches dominate (a GPU at small batch).
+            reference half. Pays off where launches dominate (a GPU at small batch); on a
+            2-core CPU a training step took 1.2x as long, so it is off by default.
         compile: `torch.compile` the whole score (resize, normalise, tower, cosines): True
             or a torch.compile mode ("max-autotune-no-cudagraphs", ...). The first call
             (and each new input shape) compiles; values equal eager within float rounding.
+            For GPUs; on a 2-core CPU a step took 1.05x as long after minutes of compiling.
     """
 
     lower_better = False

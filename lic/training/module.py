@@ -43,7 +43,8 @@ class CodecModule(L.LightningModule):
         val_metrics: metrics reported on the validation images (besides bpp and loss).
         val_real_bpp: also encode every validation image to a real bitstream.
         channels_last: run the codec in channels-last memory format (faster convolutions on
-            tensor cores); values are the same up to float rounding.
+            tensor cores); values are the same up to float rounding. On a 2-core CPU a
+            step took 0.97x as long: no real gain there.
     """
 
     def __init__(
