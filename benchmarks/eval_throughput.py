@@ -60,9 +60,13 @@ def main() -> None:
     p.add_argument("images", type=Path, help="an image folder (e.g. Kodak)")
     p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
     p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
     p.add_argument("--loops", nargs="+", default=["plain"], help="loop variants (see above)")
     p.add_argument("extra", nargs="*", help="more lic eval options, after --")
     args = p.parse_args()
+    for _ in range(args.warmup):  # bytecode and page caches, as in any second run
+        harness(args.images, args.ckpt, args.extra)
+        serial(args.images, args.ckpt)
     a, loops = [], {flags: [] for flags in args.loops}
     for _ in range(args.pairs):
         seconds, results = harness(args.images, args.ckpt, args.extra)
