@@ -70,7 +70,7 @@ class MLCLIPSim(FrozenNetMetric):
             median 6e-5 (max 2e-4); relative error of 1 - score median 0.7% (max 7%);
             relative error of the gradient median 8% (max 27%). Beyond the 1e-2 gradient
             tolerance of the fp32 reference, so it is off by default. Speed: for GPUs with
-            bf16 tensor cores; on a 2-core CPU a training step took 3.7x as long
+            bf16 tensor cores; on a 2-core CPU a training step took 3.7-4.2x as long
             (benchmarks/train_step.py).
         one_pass: when only `y` needs gradients, run the tower once on [x; y] (reference
             half detached) instead of a no-grad pass on x and a pass on y. Same values; one
@@ -80,7 +80,7 @@ class MLCLIPSim(FrozenNetMetric):
         compile: `torch.compile` the whole score (resize, normalise, tower, cosines): True
             or a torch.compile mode ("max-autotune-no-cudagraphs", ...). The first call
             (and each new input shape) compiles; values equal eager within float rounding.
-            For GPUs; on a 2-core CPU a step took 1.05x as long after minutes of compiling.
+            For GPUs; on a 2-core CPU a step took 1.04x as long after minutes of compiling.
     """
 
     lower_better = False

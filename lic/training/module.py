@@ -44,7 +44,7 @@ class CodecModule(L.LightningModule):
         val_real_bpp: also encode every validation image to a real bitstream.
         channels_last: run the codec in channels-last memory format (faster convolutions on
             tensor cores); values are the same up to float rounding. On a 2-core CPU a
-            step took 0.97x as long: no real gain there.
+            step took 0.97-0.99x as long: no real gain there.
     """
 
     def __init__(
