@@ -103,7 +103,7 @@ class ClassifierTask(Task):
 
     def build_model(self, device: torch.device) -> nn.Module:
         """On the CPU: batch norms folded into their convolutions (torch.fx) and channels-last
-        memory format, oneDNN's layout. ResNet-50 at 224 px on 2 cores, batch 8: 62 -> 42 ms
+        memory format, oneDNN's layout. ResNet-50 at 224 px on 2 cores, batch 8: 50 -> 41 ms
         per image (channels-last) -> 35 ms (folded); logits equal within float rounding (2e-5
         on values of 30-40). A model torch.fx cannot trace runs unfolded. Other devices keep
         the model as built (not measured here)."""
