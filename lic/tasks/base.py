@@ -112,6 +112,42 @@ class TableAccumulator(Accumulator):
         return resample
 
 
+class PerImageAccumulator(TableAccumulator):
+    """Per-image values of metrics that are means over images (top-1 as 0 or 100 per
+    image): per_image.csv's columns average to the curve values."""
+
+    names: tuple[str, ...]
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.values: dict[str, list[float]] = {name: [] for name in self.names}
+
+    def add(self, sample_ids: Sequence[str], **columns: Tensor) -> None:
+        self.ids += list(sample_ids)
+        for name in self.names:
+            self.values[name] += columns[name].double().tolist()
+
+    def state(self) -> dict:
+        return {"ids": list(self.ids), "values": {k: list(v) for k, v in self.values.items()}}
+
+    def merge(self, state: dict) -> None:
+        self.ids += state["ids"]
+        for name, values in state["values"].items():
+            self.values[name] += values
+
+    def image_ids(self) -> list[str]:
+        return self.ids
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(v, dtype=float) for name, v in self.values.items()}
+
+    def image_table(self) -> dict[str, np.ndarray]:
+        return {**self.per_image(), "count": np.ones(len(self.ids))}
+
+    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: totals[name] / np.maximum(totals["count"], 1) for name in self.names}
+
+
 class Task(ABC):
     """One task: dataset, model, predictions and metric.
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from lic.data.images import list_images, load_image
-from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, TableAccumulator, Task
+from lic.tasks.base import Accumulator, DatasetLayoutError, PerImageAccumulator, Sample, Task
 
 
 class ClassifierInput:
@@ -56,42 +55,6 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
         return fuse(model)
     except Exception:  # untraceable models (data-dependent control flow) run as they are
         return model
-
-
-class PerImageAccumulator(TableAccumulator):
-    """Per-image values of metrics that are means over images (top-1 as 0 or 100 per
-    image): per_image.csv's columns average to the curve values."""
-
-    names: tuple[str, ...]
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.values: dict[str, list[float]] = {name: [] for name in self.names}
-
-    def add(self, sample_ids: Sequence[str], **columns: Tensor) -> None:
-        self.ids += list(sample_ids)
-        for name in self.names:
-            self.values[name] += columns[name].double().tolist()
-
-    def state(self) -> dict:
-        return {"ids": list(self.ids), "values": {k: list(v) for k, v in self.values.items()}}
-
-    def merge(self, state: dict) -> None:
-        self.ids += state["ids"]
-        for name, values in state["values"].items():
-            self.values[name] += values
-
-    def image_ids(self) -> list[str]:
-        return self.ids
-
-    def per_image(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(v, dtype=float) for name, v in self.values.items()}
-
-    def image_table(self) -> dict[str, np.ndarray]:
-        return {**self.per_image(), "count": np.ones(len(self.ids))}
-
-    def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: totals[name] / np.maximum(totals["count"], 1) for name in self.names}
 
 
 class ClassifierTask(Task):

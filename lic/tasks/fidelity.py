@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from lic.data.images import list_images, load_image
 from lic.errors import UsageError
 from lic.metrics import create_metric, metric_spec
-from lic.tasks.base import Accumulator, Sample, TableAccumulator, Task
+from lic.tasks.base import Accumulator, PerImageAccumulator, Sample, Task
 from lic.weights import random_weights
 
 METRICS = ("psnr", "ms_ssim", "lpips", "mlclipsim")
@@ -61,41 +61,23 @@ def build_metrics(
         )
 
 
-class FidelityAccumulator(TableAccumulator):
+class FidelityAccumulator(PerImageAccumulator):
     """Per-image scores; a metric is their mean over images (its dB form taken from the
     mean), so per_image.csv's columns average to the curve values."""
 
     def __init__(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self.ids: list[str] = []
-        self.scores: dict[str, list[float]] = {name: [] for name in names}
+        self.names = tuple(names)
+        super().__init__()
 
     def update(self, predictions, targets, sample_ids) -> None:
         for scores, sample_id in zip(predictions, sample_ids, strict=True):
             for name in self.names:
-                self.scores[name].append(float(scores[name]))
+                self.values[name].append(float(scores[name]))
             self.ids.append(sample_id)
-
-    def state(self) -> dict:
-        return {"ids": list(self.ids), "scores": {k: list(v) for k, v in self.scores.items()}}
-
-    def merge(self, state: dict) -> None:
-        self.ids += state["ids"]
-        for name, values in state["scores"].items():
-            self.scores[name] += values
-
-    def image_ids(self) -> list[str]:
-        return self.ids
-
-    def per_image(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(values, dtype=float) for name, values in self.scores.items()}
-
-    def image_table(self) -> dict[str, np.ndarray]:
-        return {**self.per_image(), "count": np.ones(len(self.ids))}
 
     def from_totals(self, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = totals["count"]
-        means = {name: totals[name] / np.maximum(count, 1) for name in self.names}
+        means = super().from_totals(totals)
         for name in self.names:
             if db_form := metric_spec(name).db_form:
                 floor = 10 ** (-DB_CAP / 10)  # ms_ssim_db, vectorised over resamples
