@@ -1,8 +1,7 @@
 """Rate-task curves: `python eval_rate_task.py ...` is `lic eval ...` (see `lic eval --help`)."""
 
-import sys
-
+from lic.errors import exit_program
 from lic.evaluation.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

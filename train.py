@@ -5,9 +5,8 @@ Runs go to `<trainer.default_root_dir>/<codec>_<objective>_lambda<lambda>/`; see
 traceback).
 """
 
-import sys
-
+from lic.errors import exit_program
 from lic.training.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

@@ -1,7 +1,5 @@
 """`python -m lic` is the `lic` command."""
 
-import sys
+from lic.cli import console
 
-from lic.cli import main
-
-sys.exit(main())
+console()

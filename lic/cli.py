@@ -15,10 +15,11 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from lic.cli_data import add_data_command, add_export_command
 from lic.devices import resolve_device
-from lic.errors import UsageError, run_entry_point
+from lic.errors import UsageError, exit_program, run_entry_point
 from lic.metrics.options import add_option_flag, metric_options
 from lic.sweep.cli import add_sweep_command
 from lic.weights import random_weights
@@ -425,5 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_entry_point(run)
 
 
+def console() -> NoReturn:
+    """The `lic` program (console script and `python -m lic`)."""
+    exit_program(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

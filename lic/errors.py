@@ -9,9 +9,11 @@ failures (weights that cannot be had, a failing model). The traceback is printed
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 USAGE_EXIT = 2
 RUNTIME_EXIT = 1
@@ -89,3 +91,14 @@ def run_entry_point(main: Callable[[], int | None]) -> int:
             raise
         print(one_line(err), file=sys.stderr)
         return exit_code(err)
+
+
+def exit_program(code: int) -> NoReturn:
+    """End a lic process with `code`. The objects left are frozen first (`gc.freeze`): the
+    interpreter runs full garbage collections while it tears its modules down, and over
+    CompressAI's import chain (torch_geometric, transformers) that took 0.6 s of every run
+    (measured on 2 CPU cores). Everything is still finalised and atexit handlers run; only
+    the collector's passes are skipped. For program entry points only, not for `main()`
+    called in-process (a frozen heap is never collected)."""
+    gc.freeze()
+    sys.exit(code)

@@ -85,3 +85,33 @@ def test_train_py_usage_errors_are_one_line_exit_2(extra, expected, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(errors) == 1 and expected in errors[0] and "Traceback" not in result.stderr
+
+
+def test_exit_program_keeps_the_code_flushes_and_runs_atexit(tmp_path):
+    """The programs end through exit_program: the exit code, buffered output, open files and
+    atexit handlers all survive the frozen heap (only the collector's passes are skipped)."""
+    out = tmp_path / "written.txt"
+    code = (
+        "import atexit, gc, sys\n"
+        "from lic.errors import exit_program\n"
+        f"f = open({str(out)!r}, 'w'); f.write('kept')\n"  # left open: finalised at exit
+        "atexit.register(lambda: print('atexit ran', gc.get_freeze_count() > 0))\n"
+        "print('buffered', end='')\n"
+        "exit_program(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 3
+    assert done.stdout == "bufferedatexit ran True\n"
+    assert out.read_text() == "kept"
+
+
+def test_the_lic_program_ends_through_exit_program():
+    """Console script and `python -m lic` both call lic.cli.console (a usage error: exit 2)."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'lic = "lic.cli:console"' in pyproject
+    done = subprocess.run(
+        [sys.executable, "-m", "lic", "score", "--metric", "psnr", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "unrecognized arguments: --no-such-flag" in done.stderr

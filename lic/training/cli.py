@@ -8,13 +8,12 @@ overwrites the first, and re-running the same command with `--ckpt_path last` re
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from lic.errors import UsageError, run_entry_point
+from lic.errors import UsageError, exit_program, run_entry_point
 from lic.training.naming import run_name
 
 __all__ = ["LicCLI", "main", "run_name"]
@@ -99,4 +98,4 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())
