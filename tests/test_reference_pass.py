@@ -160,3 +160,55 @@ def test_lic_compress_imports_no_metric_or_training_library(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_one_loader_streams_every_cell_with_the_results_of_separate_cells(
+    images, checkpoints, tmp_path, monkeypatch
+):
+    """evaluate_cells starts its worker once for all cells (no refill between cells), its
+    batches never span two cells, and each cell equals the same cell evaluated alone."""
+    from lic.evaluation import rate_task
+    from lic.evaluation.coders import build_coders
+
+    starts = tmp_path / "worker_starts"
+
+    def counted(worker_id: int) -> None:
+        with open(starts, "a") as f:
+            f.write(f"{worker_id}\n")
+
+    monkeypatch.setattr(rate_task, "worker_threads", counted)
+    task = ConsistencyTask(images, model="mobilenet_v3_small", weights="none")
+    coders = build_coders(checkpoints[:3])[1:]
+    dataset = rate_task.CodedImages(task, coders, range(N_IMAGES))
+    assert dataset.batches(2) == [[0, 1], [2], [3, 4], [5], [6, 7], [8]]
+
+    def results(*cells):
+        references = ReferenceStore(tmp_path / f"refs{len(cells)}", task.reference_identity())
+        return list(
+            rate_task.evaluate_cells(
+                task, cells, model, torch.device("cpu"), 2, 1, False, references=references
+            )
+        )
+
+    torch.manual_seed(0)
+    model = task.build_model(torch.device("cpu"))
+    streamed = results(*coders)
+    assert starts.read_text() == "0\n"
+    alone = [results(coder)[0] for coder in coders]
+    for one, other in zip(streamed, alone, strict=True):
+        assert one.meta == other.meta and one.bpp == other.bpp
+        assert one.metrics == pytest.approx(other.metrics, abs=1e-6)
+        assert one.image_bpp == other.image_bpp and one.n_images == N_IMAGES
+
+
+def test_lic_eval_help_imports_no_codec_library():
+    """Building `lic eval`'s parser (its --help) loads no CompressAI (its import chain)."""
+    code = (
+        "import sys\n"
+        "from lic.evaluation.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = sorted(m for m in ('compressai', 'torch_geometric', 'transformers', 'open_clip')"
+        " if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

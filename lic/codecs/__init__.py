@@ -1,26 +1,29 @@
-"""Codecs: a registry over CompressAI models, real bitstreams, and checkpoint loading."""
+"""Codecs: a registry over CompressAI models, real bitstreams, and checkpoint loading.
 
-from lic.codecs import mlicpp  # noqa: F401  (registers "mlicpp")
-from lic.codecs.checkpoint import (
-    CheckpointInfo,
-    init_codec_weights,
-    load_checkpoint,
-    save_codec_checkpoint,
-)
-from lic.codecs.io import Bitstream, BitstreamCodec, BitstreamError, bitstream_bpp
-from lic.codecs.registry import codec_stride, create_codec, list_codecs, register_codec
+Exports are imported on first use (PEP 562): CompressAI's import chain takes seconds, and a
+process that only reads checkpoint metadata or classical codecs (the evaluation's main
+process, `lic eval --help`) never needs it.
+"""
 
-__all__ = [
-    "Bitstream",
-    "BitstreamCodec",
-    "BitstreamError",
-    "CheckpointInfo",
-    "bitstream_bpp",
-    "codec_stride",
-    "create_codec",
-    "init_codec_weights",
-    "list_codecs",
-    "load_checkpoint",
-    "register_codec",
-    "save_codec_checkpoint",
-]
+from __future__ import annotations
+
+from lic.lazy import lazy_exports
+
+_LAZY = {
+    "CheckpointInfo": "lic.codecs.checkpoint",
+    "init_codec_weights": "lic.codecs.checkpoint",
+    "load_checkpoint": "lic.codecs.checkpoint",
+    "save_codec_checkpoint": "lic.codecs.checkpoint",
+    "Bitstream": "lic.codecs.io",
+    "BitstreamCodec": "lic.codecs.io",
+    "BitstreamError": "lic.codecs.io",
+    "bitstream_bpp": "lic.codecs.io",
+    "codec_stride": "lic.codecs.registry",
+    "create_codec": "lic.codecs.registry",
+    "list_codecs": "lic.codecs.registry",
+    "register_codec": "lic.codecs.registry",
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+__all__ = sorted(_LAZY)

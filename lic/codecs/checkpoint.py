@@ -10,17 +10,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from compressai.models import CompressionModel
-from compressai.zoo.image import model_urls as ZOO_URLS
-from compressai.zoo.pretrained import load_pretrained
-from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lic.codecs.mlicpp.official import official_hparams, official_state_dict
-from lic.codecs.registry import create_codec
 from lic.errors import InputError
 from lic.weights import require_hub_file
+
+if TYPE_CHECKING:
+    from compressai.models import CompressionModel
 
 CODEC_PREFIX = "codec."
 
@@ -73,6 +72,10 @@ def check_codec_args(codec: str, codec_args: dict, state_dict: dict, source: str
     under FakeTensorMode, which allocates nothing. A codec whose initialisation reads tensor
     values cannot be built so; for it every integer argument must be at most the largest
     tensor side in the checkpoint (a channel count always is one)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from lic.codecs.registry import create_codec
+
     try:
         with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
             warnings.simplefilter("ignore")
@@ -156,15 +159,16 @@ def _read(path: str | Path) -> dict:
         ) from None
 
 
-def load_checkpoint(
+def read_checkpoint(
     path: str | Path,
-    map_location: str | torch.device = "cpu",
     expect_codec: str | None = None,
     lmbda: float | None = None,
     distortion: object = None,
-) -> tuple[CompressionModel, CheckpointInfo]:
-    """The eval-mode codec of a lic checkpoint (or an official MLIC++ `.pth.tar`), ready for
-    real bitstreams, and its metadata; `lmbda`/`distortion` label files that lack them."""
+) -> tuple[CheckpointInfo, dict]:
+    """The metadata of a lic checkpoint (or an official MLIC++ `.pth.tar`) and its codec
+    state dict, read without building the codec (nor importing CompressAI): enough to label a
+    curve point; `build_codec` makes the codec. `lmbda`/`distortion` label files that lack
+    them."""
     ckpt = _read(path)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     official = None if hparams else official_state_dict(ckpt)
@@ -179,17 +183,6 @@ def load_checkpoint(
     if expect_codec is not None and hparams["codec"] != expect_codec:
         raise ValueError(f"{path} is a '{hparams['codec']}' checkpoint, not '{expect_codec}'")
     state = official if official is not None else codec_state_dict(ckpt["state_dict"])
-    codec_args = dict(hparams.get("codec_args") or {})
-    check_codec_args(hparams["codec"], codec_args, state, str(path))
-    model = create_codec(hparams["codec"], **codec_args)
-    load_codec_state(model, state, str(path))
-    if not entropy_tables_ready(model):
-        warnings.warn(
-            f"{path} has no entropy tables; computing them now. Bitstreams are only "
-            "portable between machines when the tables come from the checkpoint.",
-            stacklevel=2,
-        )
-        model.update(force=True)
     info = CheckpointInfo(
         hparams["codec"],
         dict(hparams.get("codec_args") or {}),
@@ -197,7 +190,38 @@ def load_checkpoint(
         hparams.get("distortion") if hparams.get("distortion") is not None else distortion,
         dict(hparams),
     )
-    return model.to(map_location).eval(), info
+    return info, state
+
+
+def build_codec(info: CheckpointInfo, state: dict, source: str) -> CompressionModel:
+    """The eval-mode codec of `read_checkpoint`'s result, ready for real bitstreams; a state
+    dict of another architecture is refused before anything large is allocated."""
+    from lic.codecs.registry import create_codec
+
+    check_codec_args(info.codec, info.codec_args, state, source)
+    model = create_codec(info.codec, **info.codec_args)
+    load_codec_state(model, state, source)
+    if not entropy_tables_ready(model):
+        warnings.warn(
+            f"{source} has no entropy tables; computing them now. Bitstreams are only "
+            "portable between machines when the tables come from the checkpoint.",
+            stacklevel=3,
+        )
+        model.update(force=True)
+    return model.eval()
+
+
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expect_codec: str | None = None,
+    lmbda: float | None = None,
+    distortion: object = None,
+) -> tuple[CompressionModel, CheckpointInfo]:
+    """The eval-mode codec of a lic checkpoint (or an official MLIC++ `.pth.tar`), ready for
+    real bitstreams, and its metadata; `lmbda`/`distortion` label files that lack them."""
+    info, state = read_checkpoint(path, expect_codec, lmbda, distortion)
+    return build_codec(info, state, str(path)).to(map_location).eval(), info
 
 
 def init_codec_weights(model: CompressionModel, spec: str) -> None:
@@ -211,6 +235,8 @@ def init_codec_weights(model: CompressionModel, spec: str) -> None:
             state = codec_state_dict(ckpt["state_dict"]) or ckpt["state_dict"]
         else:
             state = ckpt
+        from compressai.zoo.pretrained import load_pretrained
+
         state = load_pretrained(state)
     load_codec_state(model, state, spec)
 
@@ -222,12 +248,16 @@ def _zoo_state_dict(spec: str) -> dict:
     name, quality, metric = parts[1], int(parts[2]), parts[3] if len(parts) == 4 else "mse"
     url = require_zoo_weights(name, quality, metric, ", or pass the file's path as --model.init")
     state = torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
+    from compressai.zoo.pretrained import load_pretrained
+
     return load_pretrained(state)
 
 
 def require_zoo_weights(name: str, quality: int, metric: str = "mse", alternative: str = "") -> str:
     """URL of CompressAI zoo weights, once they are cached or downloadable (else the usual
     WeightsUnavailableError naming the file and the torch hub folder to put it in)."""
+    from compressai.zoo.image import model_urls as ZOO_URLS
+
     try:
         url = ZOO_URLS[name][metric][quality]
     except KeyError:

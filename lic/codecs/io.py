@@ -35,16 +35,18 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from compressai.models import CompressionModel
 from torch import Tensor
 
-from lic.codecs.registry import codec_stride
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
 from lic.errors import InputError
+
+if TYPE_CHECKING:
+    from compressai.models import CompressionModel
 
 MAGIC = b"LICB"
 VERSION = 1
@@ -224,6 +226,8 @@ class BitstreamCodec:
     """Encode images to container bytes and back with one (eval-mode, updated) codec."""
 
     def __init__(self, model: CompressionModel, max_pixels: int | None = None) -> None:
+        from lic.codecs.registry import codec_stride
+
         self.model = model.eval()
         self.name = getattr(model, "codec_name", type(model).__name__)
         self.stride = codec_stride(model)

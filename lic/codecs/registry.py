@@ -70,3 +70,12 @@ def create_codec(name: str, quality: int | None = None, **kwargs) -> Compression
 def codec_stride(model: CompressionModel) -> int:
     """Multiple that image sides must have: the product of all down-samplings (64 here)."""
     return int(getattr(model, "downsampling_factor", DEFAULT_STRIDE))
+
+
+def _register_lic_codecs() -> None:
+    from lic.codecs.mlicpp.model import MLICPlusPlus
+
+    register_codec("mlicpp")(MLICPlusPlus)
+
+
+_register_lic_codecs()

@@ -1,8 +1,10 @@
 """The rate-task harness: code every task image with every coder, run the task model, report.
 
 One *cell* is (coder, task). Worker processes load, prepare and code images (entropy coding
-runs on the CPU) while the main process runs the task model on batches on the device. A
-failed image is counted and listed, never dropped silently. Each finished cell is written
+runs on the CPU) while the main process runs the task model on batches on the device. One
+loader streams every cell of a task, so its workers start once and code the next cell while
+the model finishes the last one. A failed image is counted and listed, never dropped
+silently. Each finished cell is written
 to `out/cells/` (VLM tasks also write every answer to `out/answers/`), so a re-run with the
 same `--out` skips it. Under torchrun the images of a cell are sharded over ranks and the
 metric states are merged exactly on rank 0.
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,39 +72,49 @@ CODING_MODES = ("workers", "device")
 
 
 class CodedImages(Dataset):
-    """Loads, prepares and (unless `code` is False) codes task images; runs inside
-    DataLoader workers. For a task that uses references, `known` holds the digests of images
-    whose reference output is cached: the others also send their original; the uncompressed
-    coder loads nothing for them."""
+    """Loads, prepares and (unless `code` is False) codes the task images of every cell, cell
+    after cell (item k is image `indices[k % n]` of cell `k // n`); runs inside DataLoader
+    workers. For a task that uses references, `known` holds the digests of images whose
+    reference output is cached: the others also send their original; the uncompressed coder
+    loads nothing for them."""
 
     def __init__(
         self,
         task: Task,
-        coder: Coder,
+        coders: Sequence[Coder],
         indices: Sequence[int],
         code: bool = True,
         known: frozenset[str] | None = None,
     ) -> None:
-        self.task, self.coder, self.indices, self.code = task, coder, list(indices), code
+        self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
         self.known = known
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.coders) * len(self.indices)
+
+    def batches(self, batch_size: int) -> list[list[int]]:
+        """Items in batches that never span two cells, cell after cell."""
+        n = len(self.indices)
+        return [
+            list(range(start, min(start + batch_size, (cell + 1) * n)))
+            for cell in range(len(self.coders))
+            for start in range(cell * n, (cell + 1) * n, batch_size)
+        ]
 
     def __getitem__(self, k: int) -> Coded:
-        index = self.indices[k]
+        coder, index = self.coders[k // len(self.indices)], self.indices[k % len(self.indices)]
         item = Coded(index, self.task.sample_id(index))
         try:
             if self.known is not None:
                 item.key = file_digest(self.task.sample_file(index))
-                if item.key in self.known and isinstance(self.coder, Uncompressed):
+                if item.key in self.known and isinstance(coder, Uncompressed):
                     return item  # its row is its cached reference output
             item.image, item.target = self.task.load(index)
             item.pixels = item.image.shape[-2] * item.image.shape[-1]
             if self.known is not None and item.key not in self.known:
                 item.original = item.image
             if self.code:
-                item.image, item.bits = self.coder.roundtrip(item.image)
+                item.image, item.bits = coder.roundtrip(item.image)
         except CODING_ERRORS as err:
             item.fail(err)
         return item
@@ -189,9 +202,9 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def evaluate_cell(
+def evaluate_cells(
     task: Task,
-    coder: Coder,
+    coders: Sequence[Coder],
     model: torch.nn.Module | Callable[[], torch.nn.Module],
     device: torch.device,
     batch_size: int = 16,
@@ -199,8 +212,9 @@ def evaluate_cell(
     progress: bool = True,
     coding: str = "workers",
     references: ReferenceStore | None = None,
-) -> CellResult:
-    """Metric, mean bpp and failures of one coder on one task (sharded under torchrun).
+) -> Iterator[CellResult]:
+    """Metric, mean bpp and failures of each coder on one task (sharded under torchrun), one
+    CellResult per coder as soon as its cell is done; one loader streams all cells.
 
     `coding`: "workers" codes each image in the loader's worker processes on the CPU;
     "device" has the workers only load, and codes each batch here on `device` (learned
@@ -215,34 +229,69 @@ def evaluate_cell(
     if coding not in CODING_MODES:
         raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
     rank, world = _distributed()
-    indices = range(rank, len(task), world)
+    images = CodedImages(
+        task,
+        coders,
+        range(rank, len(task), world),
+        code=coding == "workers",
+        known=references.keys() if references is not None else None,
+    )
     loader = DataLoader(
-        CodedImages(
-            task,
-            coder,
-            indices,
-            code=coding == "workers",
-            known=references.keys() if references is not None else None,
-        ),
-        batch_size=batch_size,
+        images,
+        batch_sampler=images.batches(batch_size),
         num_workers=workers,
         collate_fn=_as_list,
         worker_init_fn=worker_threads,
         pin_memory=device.type == "cuda",
     )
+    batches = iter(loader)  # the workers start now
+    if not isinstance(model, torch.nn.Module):
+        model = model()
+    per_cell = -(-len(images.indices) // batch_size)
+    for coder in coders:
+        cell_batches = itertools.islice(batches, per_cell)
+        yield run_cell(task, coder, model, device, cell_batches, coding, references, progress)
+
+
+def evaluate_cell(
+    task: Task,
+    coder: Coder,
+    model: torch.nn.Module | Callable[[], torch.nn.Module],
+    device: torch.device,
+    batch_size: int = 16,
+    workers: int = 0,
+    progress: bool = True,
+    coding: str = "workers",
+    references: ReferenceStore | None = None,
+) -> CellResult:
+    """`evaluate_cells` of one coder."""
+    options = (batch_size, workers, progress, coding, references)
+    [result] = evaluate_cells(task, [coder], model, device, *options)
+    return result
+
+
+def run_cell(
+    task: Task,
+    coder: Coder,
+    model: torch.nn.Module,
+    device: torch.device,
+    batches: Iterable[list[Coded]],
+    coding: str,
+    references: ReferenceStore | None,
+    progress: bool,
+) -> CellResult:
+    """The task model over one cell's batches; then the states of all ranks merged."""
+    rank, world = _distributed()
     accumulator = task.new_accumulator()
     bits, failures, n_ok = [], [], 0
     start = time.perf_counter()
     bar = tqdm(
-        total=len(indices),
+        total=len(range(rank, len(task), world)),
         unit="img",
         disable=not progress or rank != 0,
         desc=f"{task.name} {coder.key}",
         leave=False,
     )
-    batches = iter(loader)  # the workers start coding now
-    if not isinstance(model, torch.nn.Module):
-        model = model()
     with torch.inference_mode():
         for batch in batches:
             if coding == "device":
@@ -396,7 +445,8 @@ def evaluate_tasks(
     config: EvalConfig, coders: Sequence[Coder], device: torch.device, out: Path
 ) -> list[tuple[dict, tuple[str, ...]]]:
     """Every (coder, task) cell with its task's metrics, in coder order; finished cells are
-    read, the others evaluated (the uncompressed one last) and written."""
+    read, the others evaluated in one stream per task (the uncompressed cell first) and each
+    written as soon as it is done."""
     rank, _ = _distributed()
     cells = []
     for task_name in config.tasks:
@@ -414,49 +464,39 @@ def evaluate_tasks(
         if task.uses_reference:
             identity = task.reference_identity() | {"device": device.type}
             references = ReferenceStore(out / "references", identity)
-        model, done = functools.cache(functools.partial(task.build_model, device)), {}
-        for coder in reference_last(coders):  # the other cells compute the references
-            path = out / "cells" / f"{task_name}__{coder.key}.json"
-            finished = reuse_cell(path, {**coder.meta(), **task.description()}, task)
-            if not finished:
-                finished = evaluate_and_write(task, coder, model, device, config, path, references)
-            cell, accumulator, image_bpp = finished
+        paths = {coder.key: out / "cells" / f"{task_name}__{coder.key}.json" for coder in coders}
+        done = {}
+        for coder in coders:
+            finished = reuse_cell(paths[coder.key], {**coder.meta(), **task.description()}, task)
+            if finished:
+                done[coder.key] = finished
+        pending = reference_last([c for c in coders if c.key not in done])
+        model = functools.partial(task.build_model, device)
+        options = (config.batch_size, config.workers, config.progress, config.coding)
+        results = evaluate_cells(task, pending, model, device, *options, references)
+        for coder, result in zip(pending, results if pending else (), strict=True):
+            done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
+        for coder in coders:
+            cell, accumulator, image_bpp = done[coder.key]
             if rank == 0:
                 add_intervals(
                     cell, task, accumulator, image_bpp, config.bootstrap, config.bootstrap_seed
                 )
-            done[coder.key] = cell
-        cells += [(done[coder.key], task.metrics) for coder in coders]
+        cells += [(done[coder.key][0], task.metrics) for coder in coders]
     return cells
 
 
 def reference_last(coders: Sequence[Coder]) -> list[Coder]:
-    """The uncompressed cell last: by then the coded cells have computed its outputs."""
+    """The uncompressed cell last: by then the coded cells have computed its outputs (the
+    references), so it loads and runs nothing for images whose reference is cached."""
     return sorted(coders, key=lambda coder: isinstance(coder, Uncompressed))
 
 
-def evaluate_and_write(
-    task: Task,
-    coder: Coder,
-    model: torch.nn.Module | Callable[[], torch.nn.Module],
-    device: torch.device,
-    config: EvalConfig,
-    path: Path,
-    references: ReferenceStore | None,
+def write_cell(
+    task: Task, coder: Coder, result: CellResult, path: Path, references: ReferenceStore | None
 ) -> tuple[dict, Any, dict]:
-    """Evaluate one cell and write it, its per-image results and new reference outputs (on
-    rank 0); return (cell JSON, accumulator, bpp per image)."""
-    result = evaluate_cell(
-        task,
-        coder,
-        model,
-        device,
-        config.batch_size,
-        config.workers,
-        config.progress,
-        config.coding,
-        references,
-    )
+    """Write a cell, its per-image results and new reference outputs (on rank 0); return
+    (cell JSON, accumulator, bpp per image)."""
     cell = result.to_json()
     if _distributed()[0] == 0:
         if references is not None:

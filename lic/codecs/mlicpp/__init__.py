@@ -1,8 +1,18 @@
-"""MLIC++ as published (`mlicpp`): the model, and reading the official checkpoints."""
+"""MLIC++ as published (`mlicpp`): the model, and reading the official checkpoints.
 
-from lic.codecs.mlicpp.model import GENERATIONS, MLICPlusPlus, official_scale_table
-from lic.codecs.registry import register_codec
+The codec registry (lic.codecs.registry) registers the model; exports load on first use, so
+reading an official checkpoint's layout (`official`) imports no CompressAI.
+"""
 
-register_codec("mlicpp")(MLICPlusPlus)
+from __future__ import annotations
 
-__all__ = ["GENERATIONS", "MLICPlusPlus", "official_scale_table"]
+from lic.lazy import lazy_exports
+
+_LAZY = {
+    name: "lic.codecs.mlicpp.model"
+    for name in ("GENERATIONS", "MLICPlusPlus", "official_scale_table")
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+__all__ = sorted(_LAZY)
