@@ -212,3 +212,60 @@ def test_lic_eval_help_imports_no_codec_library():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def forged_architecture(folder: Path) -> Path:
+    """A hyperprior checkpoint whose hyper-parameters promise other channel counts."""
+    path = write_codec_checkpoint(folder / "forged.ckpt", lmbda=0.02)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["codec_args"] = {"N": 24, "M": 24}
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_codec_that_cannot_be_built_stops_the_run_with_its_line(
+    images, checkpoints, tmp_path, capsys, workers
+):
+    """Built where it codes (a worker, here or in the main process), a checkpoint of another
+    architecture still stops lic eval at once: one line, exit 2, the good cells kept."""
+    from lic.cli import main
+
+    bad = forged_architecture(tmp_path)
+    argv = ["eval", "--task", "consistency", "--data-root", str(images), "--out", str(tmp_path)]
+    argv += ["--ckpt", str(checkpoints[0]), str(bad), "--task-weights", "none"]
+    argv += ["--task-model", "mobilenet_v3_small", "--workers", workers, "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "forged.ckpt does not hold weights of codec 'bmshj2018-hyperprior'" in err
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert not list((tmp_path / "cells").glob("*forged*"))
+
+
+def test_each_image_is_loaded_once_for_every_cell_and_the_main_process_codes_nothing(
+    images, checkpoints, tmp_path
+):
+    """With one worker, the uncompressed cell's loads serve all three coded cells, and the
+    main process (the task model's) never imports CompressAI: the worker builds the codecs."""
+    root = Path(__file__).resolve().parents[1]
+    loads = tmp_path / "loads"
+    code = (
+        "import sys\n"
+        "from lic.tasks.classification import ConsistencyTask\n"
+        "load = ConsistencyTask.load\n"
+        "def counted(self, index):\n"
+        f"    with open({str(loads)!r}, 'a') as f:\n"
+        "        f.write(f'{index}\\n')\n"
+        "    return load(self, index)\n"
+        "ConsistencyTask.load = counted\n"
+        "from lic.evaluation import run\n"
+        f"rows = run(checkpoints={[str(c) for c in checkpoints[:3]]!r}, tasks=['consistency'],"
+        f" data_roots={{'consistency': {str(images)!r}}}, out={str(tmp_path / 'out')!r},"
+        " workers=1, batch_size=2, task_model='mobilenet_v3_small', task_weights='none',"
+        " progress=False)\n"
+        "assert len(rows) == 8, rows\n"
+        "assert 'compressai' not in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert sorted(loads.read_text().split()) == [str(i) for i in range(N_IMAGES)]

@@ -3,27 +3,28 @@ models and classical baselines.
 
 Coders are small and picklable, so evaluation workers each hold a copy and code images in
 parallel (`roundtrip`); or the main process codes whole batches on the GPU
-(`roundtrip_batch`). Entropy coding runs on the CPU in any case.
+(`roundtrip_batch`). Entropy coding runs on the CPU in any case. A checkpoint's codec is built
+on first use (`prepare`) in the process that codes, so the main process of an evaluation whose
+workers code never imports CompressAI (seconds of start-up it spends on the task model).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from compressai.zoo.image import model_urls as ZOO_URLS
 from torch import Tensor
 
-from lic.codecs import BitstreamCodec, codec_stride, load_checkpoint
-from lic.codecs.checkpoint import entropy_tables_ready, require_zoo_weights
+from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
 from lic.codecs.io import pad_to_stride
-from lic.errors import UsageError
+from lic.errors import LicError, UsageError, exit_code
 from lic.losses import estimated_bits
 from lic.metrics.objective import objective_name
 
@@ -51,6 +52,15 @@ class Coder(ABC):
     def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float | None]]:
         """`roundtrip` of each image; learned codecs code images of one size together."""
         return [self.roundtrip(image) for image in images]
+
+    def prepare(self) -> None:
+        """Make ready to code (learned codecs build their model); CoderSetupError if not."""
+        return
+
+    @property
+    def setup_error(self) -> CoderSetupError | None:
+        """Why `prepare` failed (in this process), if it did."""
+        return None
 
     def meta(self) -> dict:
         return {
@@ -95,15 +105,73 @@ class ClassicalCoder(Coder):
         return decoded, 8.0 * size
 
 
+class CoderSetupError(LicError):
+    """A codec that cannot be built (a checkpoint of another architecture, missing weights):
+    the run stops with its line, in the main process also when a worker met it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+    def __reduce__(self) -> tuple:
+        return (CoderSetupError, (str(self), self.exit_code))
+
+
 class LearnedCoder(Coder):
     """A CompressAI-style model: real bitstreams (default) or likelihood estimates of the
-    rate; images are padded to the codec's stride and cropped back."""
+    rate; images are padded to the codec's stride and cropped back. Subclasses `build` the
+    eval-mode codec; it is built once, on first use, in the process that codes (thread-safe:
+    a worker may build it in the background while it loads other images)."""
 
-    def __init__(self, model: torch.nn.Module, estimate_rate: bool = False) -> None:
-        self.model = model
+    def __init__(self, estimate_rate: bool = False, device: str | torch.device = "cpu") -> None:
         self.rate_source = "estimate" if estimate_rate else "bitstream"
-        self.bitstreams = None if estimate_rate else BitstreamCodec(self.model)
-        self.stride = codec_stride(self.model)
+        self.device = device
+        self._model: torch.nn.Module | None = None
+        self._bitstreams = None
+        self._error: CoderSetupError | None = None
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def build(self) -> torch.nn.Module:
+        """The eval-mode codec on `self.device`."""
+
+    def prepare(self) -> None:
+        """Build the codec unless built; a failure is kept and raised again on every call."""
+        with self._lock:
+            if self._model is None and self._error is None:
+                try:
+                    model = self.build()
+                    if self.rate_source != "estimate":
+                        from lic.codecs.io import BitstreamCodec
+
+                        self._bitstreams = BitstreamCodec(model)
+                    self._model = model
+                except Exception as err:
+                    self._error = CoderSetupError(str(err), exit_code(err))
+            if self._error is not None:
+                raise self._error
+
+    @property
+    def setup_error(self) -> CoderSetupError | None:
+        return self._error
+
+    @property
+    def model(self) -> torch.nn.Module:
+        self.prepare()
+        return self._model
+
+    @property
+    def bitstreams(self):
+        """The real-bitstream coder (lic.codecs.BitstreamCodec), or None when estimating."""
+        self.prepare()
+        return self._bitstreams
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float]]:
         """Real bitstreams, one compress() and one decompress() call per image size: the
@@ -127,8 +195,10 @@ class LearnedCoder(Coder):
         if self.bitstreams is not None:
             data = self.bitstreams.encode(image)
             return self.bitstreams.decode(data)[0].cpu(), 8.0 * len(data)
+        from lic.codecs.registry import codec_stride
+
         device = next(self.model.parameters()).device
-        out = self.model(pad_to_stride(image[None].to(device), self.stride))
+        out = self.model(pad_to_stride(image[None].to(device), codec_stride(self.model)))
         return out["x_hat"][0, :, :h, :w].clamp(0, 1).cpu(), float(
             estimated_bits(out["likelihoods"])
         )
@@ -136,7 +206,8 @@ class LearnedCoder(Coder):
 
 class CheckpointCoder(LearnedCoder):
     """A lic checkpoint, or a file without lic metadata (an official MLIC++ `.pth.tar`):
-    then `meta` = (objective, lambda) labels it, else its file name stands for the objective."""
+    then `meta` = (objective, lambda) labels it, else its file name stands for the objective.
+    The file is read (and its metadata checked) here; the codec is built on first use."""
 
     def __init__(
         self,
@@ -145,17 +216,22 @@ class CheckpointCoder(LearnedCoder):
         device: str | torch.device = "cpu",
         meta: tuple[str, float | None] | None = None,
     ) -> None:
+        super().__init__(estimate_rate, device)
         self.path = Path(path)
         objective, lmbda = meta or (None, None)
-        model, info = load_checkpoint(self.path, device, lmbda=lmbda, distortion=objective)
-        super().__init__(model, estimate_rate)
+        info, self._state = read_checkpoint(self.path, lmbda=lmbda, distortion=objective)
         label = info.hparams.get("label", self.path.name)
-        self.codec = info.codec
+        self.info, self.codec = info, info.codec
         self.objective = label if info.distortion is None else objective_name(info.distortion)
         self.lmbda, self.distortion = info.lmbda, info.distortion
         stat = os.stat(self.path)
         identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         self._digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+
+    def build(self) -> torch.nn.Module:
+        model = build_codec(self.info, self._state, str(self.path))
+        self._state = None  # the codec holds the weights now
+        return model.to(self.device).eval()
 
     @property
     def key(self) -> str:
@@ -191,6 +267,8 @@ def _quality_list(text: str) -> tuple[int, ...]:
 
 def parse_zoo_spec(spec: str) -> ZooEntry:
     """Parse and check a zoo entry against CompressAI's own table of pretrained weights."""
+    from compressai.zoo.image import model_urls as ZOO_URLS
+
     usage = f"expected {ZOO_PREFIX}NAME[:QUALITIES][:METRIC] (e.g. {ZOO_PREFIX}mbt2018-mean:1-8)"
     parts = spec.removeprefix(ZOO_PREFIX).split(":")
     name, rest = parts[0], parts[1:]
@@ -211,7 +289,7 @@ def parse_zoo_spec(spec: str) -> ZooEntry:
 
 class ZooCoder(LearnedCoder):
     """A CompressAI zoo model, loaded by CompressAI's own zoo function (pretrained=True),
-    once its weights are in the torch hub cache or downloadable."""
+    once its weights are in the torch hub cache or downloadable (checked here)."""
 
     def __init__(
         self,
@@ -220,17 +298,25 @@ class ZooCoder(LearnedCoder):
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
+        from lic.codecs.checkpoint import require_zoo_weights
+
+        super().__init__(estimate_rate, device)
+        require_zoo_weights(entry.name, quality, entry.metric)
+        self.entry = entry
+        self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
+
+    def build(self) -> torch.nn.Module:
         from compressai.zoo import image_models
 
-        require_zoo_weights(entry.name, quality, entry.metric)
-        model = image_models[entry.name](
-            quality=quality, metric=entry.metric, pretrained=True, progress=False
+        from lic.codecs.checkpoint import entropy_tables_ready
+
+        model = image_models[self.entry.name](
+            quality=self.quality, metric=self.entry.metric, pretrained=True, progress=False
         )
-        model.codec_name = entry.name
+        model.codec_name = self.entry.name
         if not entropy_tables_ready(model):
             model.update(force=True)
-        super().__init__(model.to(device).eval(), estimate_rate)
-        self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
+        return model.to(self.device).eval()
 
     @property
     def key(self) -> str:

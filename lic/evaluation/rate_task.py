@@ -2,9 +2,13 @@
 
 One *cell* is (coder, task). Worker processes load, prepare and code images (entropy coding
 runs on the CPU) while the main process runs the task model on batches on the device. One
-loader streams every cell of a task, so its workers start once and code the next cell while
-the model finishes the last one. A failed image is counted and listed, never dropped
-silently. Each finished cell is written
+loader streams every cell of a task, so its workers start once, load each image once for all
+cells (while a memory budget lasts) and code the next cell while the model finishes the last
+one. The uncompressed cell comes first: its model outputs are the references the other cells
+compare against, and while the model computes them the workers build the codecs, which the
+main process never imports (CompressAI's import chain takes a second of CPU). A failed image
+is counted and listed, never dropped silently; a codec that cannot be built stops the run
+with its error. Each finished cell is written
 to `out/cells/` (VLM tasks also write every answer to `out/answers/`), so a re-run with the
 same `--out` skips it. Under torchrun the images of a cell are sharded over ranks and the
 metric states are merged exactly on rank 0.
@@ -12,11 +16,14 @@ metric states are merged exactly on rank 0.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import functools
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +41,7 @@ from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
 from lic.evaluation.bootstrap import add_intervals
-from lic.evaluation.coders import Coder, Uncompressed, build_coders
+from lic.evaluation.coders import Coder, CoderSetupError, Uncompressed, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.evaluation.parallel import plan_threads, worker_threads
 from lic.evaluation.per_image import images_path, read_images, write_images
@@ -61,6 +68,7 @@ class Coded:
     bits: float | None = None
     pixels: int = 0
     error: str | None = None
+    fatal: CoderSetupError | None = None  # a coder cannot be built: the run stops
 
     def fail(self, err: Exception) -> None:
         self.image = None
@@ -69,6 +77,9 @@ class Coded:
 
 CODING_ERRORS = (ImageReadError, BitstreamError, ValueError, RuntimeError, OSError)
 CODING_MODES = ("workers", "device")
+KEPT_ORIGINALS_BYTES = 512 * 2**20
+"""Prepared images each loading process keeps for the task's later cells (the first ones
+that fit: in cell-after-cell order an LRU cache would drop each just before its next use)."""
 
 
 class CodedImages(Dataset):
@@ -88,6 +99,8 @@ class CodedImages(Dataset):
     ) -> None:
         self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
         self.known = known
+        self.kept: dict[int, tuple] = {}
+        self.kept_bytes = 0
 
     def __len__(self) -> int:
         return len(self.coders) * len(self.indices)
@@ -105,11 +118,19 @@ class CodedImages(Dataset):
         coder, index = self.coders[k // len(self.indices)], self.indices[k % len(self.indices)]
         item = Coded(index, self.task.sample_id(index))
         try:
+            if self.code:
+                coder.prepare()
+            item.fatal = next((c.setup_error for c in self.coders if c.setup_error), None)
+        except CoderSetupError as err:
+            item.fatal = err
+        if item.fatal is not None:
+            return item
+        try:
             if self.known is not None:
                 item.key = file_digest(self.task.sample_file(index))
                 if item.key in self.known and isinstance(coder, Uncompressed):
                     return item  # its row is its cached reference output
-            item.image, item.target = self.task.load(index)
+            item.image, item.target = self.load(index)
             item.pixels = item.image.shape[-2] * item.image.shape[-1]
             if self.known is not None and item.key not in self.known:
                 item.original = item.image
@@ -118,6 +139,33 @@ class CodedImages(Dataset):
         except CODING_ERRORS as err:
             item.fail(err)
         return item
+
+    def load(self, index: int) -> tuple[torch.Tensor, Any]:
+        """`task.load`, kept for the later cells while KEPT_ORIGINALS_BYTES last (copies
+        go out: the main process may share the memory of what it is sent)."""
+        if index in self.kept:
+            return copy.deepcopy(self.kept[index])
+        image, target = self.task.load(index)
+        size = image.numel() * image.element_size()
+        if len(self.coders) > 1 and self.kept_bytes + size <= KEPT_ORIGINALS_BYTES:
+            self.kept[index] = copy.deepcopy((image, target))
+            self.kept_bytes += size
+        return image, target
+
+
+def start_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: one torch thread, and the codecs built in a background
+    thread while the first cell's images load (an error is raised where it is met)."""
+    worker_threads(worker_id)
+    images = torch.utils.data.get_worker_info().dataset
+    if images.code:
+        threading.Thread(target=prepare_coders, args=(images.coders,), daemon=True).start()
+
+
+def prepare_coders(coders: Iterable[Coder]) -> None:
+    for coder in coders:
+        with contextlib.suppress(CoderSetupError):  # kept by the coder, sent with every item
+            coder.prepare()
 
 
 def code_on_device(coder: Coder, items: list[Coded], device: torch.device) -> None:
@@ -228,6 +276,8 @@ def evaluate_cells(
         raise ValueError(f"the {task.name} task needs a ReferenceStore")
     if coding not in CODING_MODES:
         raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
+    if workers == 0 or coding == "device":
+        prepare_coders(coders)  # this process codes: every codec built (and checked) first
     rank, world = _distributed()
     images = CodedImages(
         task,
@@ -241,7 +291,7 @@ def evaluate_cells(
         batch_sampler=images.batches(batch_size),
         num_workers=workers,
         collate_fn=_as_list,
-        worker_init_fn=worker_threads,
+        worker_init_fn=start_worker,
         pin_memory=device.type == "cuda",
     )
     batches = iter(loader)  # the workers start now
@@ -253,20 +303,9 @@ def evaluate_cells(
         yield run_cell(task, coder, model, device, cell_batches, coding, references, progress)
 
 
-def evaluate_cell(
-    task: Task,
-    coder: Coder,
-    model: torch.nn.Module | Callable[[], torch.nn.Module],
-    device: torch.device,
-    batch_size: int = 16,
-    workers: int = 0,
-    progress: bool = True,
-    coding: str = "workers",
-    references: ReferenceStore | None = None,
-) -> CellResult:
-    """`evaluate_cells` of one coder."""
-    options = (batch_size, workers, progress, coding, references)
-    [result] = evaluate_cells(task, [coder], model, device, *options)
+def evaluate_cell(task: Task, coder: Coder, *args: Any, **options: Any) -> CellResult:
+    """`evaluate_cells` of one coder (the same arguments after the coder)."""
+    [result] = evaluate_cells(task, [coder], *args, **options)
     return result
 
 
@@ -294,6 +333,9 @@ def run_cell(
     )
     with torch.inference_mode():
         for batch in batches:
+            fatal = next((c.fatal for c in batch if c.fatal is not None), None)
+            if fatal is not None:
+                raise fatal
             if coding == "device":
                 loaded = [c for c in batch if c.error is None and c.image is not None]
                 code_on_device(coder, loaded, device)
@@ -470,7 +512,7 @@ def evaluate_tasks(
             finished = reuse_cell(paths[coder.key], {**coder.meta(), **task.description()}, task)
             if finished:
                 done[coder.key] = finished
-        pending = reference_last([c for c in coders if c.key not in done])
+        pending = reference_first([c for c in coders if c.key not in done])
         model = functools.partial(task.build_model, device)
         options = (config.batch_size, config.workers, config.progress, config.coding)
         results = evaluate_cells(task, pending, model, device, *options, references)
@@ -486,10 +528,10 @@ def evaluate_tasks(
     return cells
 
 
-def reference_last(coders: Sequence[Coder]) -> list[Coder]:
-    """The uncompressed cell last: by then the coded cells have computed its outputs (the
-    references), so it loads and runs nothing for images whose reference is cached."""
-    return sorted(coders, key=lambda coder: isinstance(coder, Uncompressed))
+def reference_first(coders: Sequence[Coder]) -> list[Coder]:
+    """The uncompressed cell first: its model outputs are the references of the others (it
+    loads and runs nothing for images whose reference is cached)."""
+    return sorted(coders, key=lambda coder: not isinstance(coder, Uncompressed))
 
 
 def write_cell(
