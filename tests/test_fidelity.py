@@ -287,3 +287,59 @@ def test_small_images_fail_alone_and_metrics_need_the_fidelity_task(tmp_path, fo
         text=True,
     )
     assert done.returncode == 2 and "add --task fidelity" in done.stderr
+
+
+def test_ml_clipsim_reference_features_run_once_per_image_and_are_kept(
+    folder, tiny_clip, tmp_path, monkeypatch
+):
+    """The tower runs once per original over every cell (and not at all for an added one):
+    its reference-side features are kept in OUT/references; the scores equal direct ones."""
+    from conftest import write_codec_checkpoint
+
+    from lic.metrics.mlclipsim import MLCLIPSim
+
+    calls: list[int] = []
+    features = MLCLIPSim.reference_features
+
+    def counted(self, x):
+        calls.append(len(x))
+        return features(self, x)
+
+    monkeypatch.setattr(MLCLIPSim, "reference_features", counted)
+    ckpts = [
+        write_codec_checkpoint(tmp_path / f"{i}.ckpt", lmbda=lmbda)
+        for i, lmbda in enumerate((0.01, 0.05, 0.1))
+    ]
+
+    def evaluate(checkpoints):
+        return run(
+            checkpoints=checkpoints,
+            tasks=["fidelity"],
+            data_roots={"fidelity": str(folder)},
+            metrics=["psnr", "mlclipsim"],
+            out=tmp_path / "out",
+            workers=0,
+            task_model=tiny_clip,
+            task_weights="none",
+            progress=False,
+        )
+
+    rows = evaluate(ckpts[:2])
+    assert sum(calls) == len(SIZES)
+    assert list((tmp_path / "out" / "references").glob("fidelity-*.pt"))
+    calls.clear()
+    again = evaluate(ckpts)
+    assert calls == []  # the added checkpoint scored against the kept features
+    assert [r for r in again if r["checkpoint"] != str(ckpts[2])] == rows
+    uncompressed = [r for r in rows if r["codec"] == "uncompressed" and r["metric"] == "mlclipsim"]
+    assert uncompressed[0]["value"] == pytest.approx(1.0, abs=1e-5)
+    task = create_task(
+        "fidelity", str(folder), model=tiny_clip, weights="none", metrics=["psnr", "mlclipsim"]
+    )
+    nets = task.build_model(torch.device("cpu"))
+    images = [task.load(i)[0] for i in range(len(task))]
+    decoded = [(x + 0.05 * torch.randn_like(x)).clamp(0, 1) for x in images]
+    kept = task.reference_outputs(nets, images)
+    direct = task.predict(nets, decoded, images)
+    for a, b in zip(task.predict_against(nets, decoded, images, kept), direct, strict=True):
+        assert a == pytest.approx(b, abs=1e-6)

@@ -315,3 +315,21 @@ def test_mismatched_inputs_are_rejected(make_mlclipsim):
         metric(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 30))
     with pytest.raises(ValueError, match="one shape"):
         metric(torch.rand(3, 32, 32), torch.rand(3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"alpha": 0.0}, {"alpha": 1.0}, {"resize": "tiles"}, {"layers": (0, 3)}]
+)
+def test_reference_features_once_score_every_distortion_as_forward(make_mlclipsim, options):
+    """One tower pass on the reference (what lic eval caches), then any distorted version:
+    the same score as forward(x, y)."""
+    metric = make_mlclipsim(**options)
+    x = torch.stack([photo_like(64, 128, seed=1), photo_like(64, 128, seed=2)])
+    features = metric.reference_features(x)
+    assert len(features) == 2
+    for level in (0.02, 0.2):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+        y = (x + level * noise).clamp(0, 1)
+        torch.testing.assert_close(metric.score_features(features, y), metric(x, y))
+    one = metric.reference_features(x[1:])
+    torch.testing.assert_close(metric.score_features(one, y[1:]), metric(x[1:], y[1:]))

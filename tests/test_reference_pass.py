@@ -269,3 +269,19 @@ def test_each_image_is_loaded_once_for_every_cell_and_the_main_process_codes_not
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     assert sorted(loads.read_text().split()) == [str(i) for i in range(N_IMAGES)]
+
+
+def test_a_full_reference_store_keeps_what_fits_and_the_rest_is_recomputed(
+    images, checkpoints, model_images, tmp_path, monkeypatch
+):
+    """Past its budget the store keeps no more outputs; the cells still get every image's
+    reference (computed again in each cell) and the same numbers."""
+    from lic.evaluation import references
+
+    full = evaluate(images, checkpoints[:2], tmp_path / "full")
+    monkeypatch.setattr(references, "MAX_BYTES", 1)  # room for none
+    model_images.clear()
+    capped = evaluate(images, checkpoints[:2], tmp_path / "capped")
+    assert sum(model_images) == 5 * N_IMAGES  # two coded cells, each with its references
+    same = ("codec", "lambda", "metric", "bpp", "value", "ci_low", "ci_high", "n_images")
+    assert [[r[k] for k in same] for r in capped] == [[r[k] for k in same] for r in full]

@@ -1,11 +1,12 @@
 """The task model's outputs on the original images, computed once and kept in `--out`.
 
 A label-free task (consistency) compares each decoded image's prediction with the prediction
-on the original. That reference pass is the same for every cell, so the harness runs it once
-per image: its outputs are both the `uncompressed` row and the targets of every other cell.
-They are stored in `OUT/references/`, one file per (task, model, weights, preprocessing,
-device type), keyed by the SHA-256 of each image file's bytes, so a re-run, an added
-checkpoint or a renamed image never runs the reference pass again.
+on the original; the fidelity task compares with ML-CLIPSim's tower features of the
+original. That reference pass is the same for every cell, so the harness runs it once per
+image: its outputs are the targets of every cell (and, for consistency, the `uncompressed`
+row). They are stored in `OUT/references/`, one file per (task, model, weights,
+preprocessing, device type), keyed by the SHA-256 of each image file's bytes, so a re-run,
+an added checkpoint or a renamed image never runs the reference pass again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,33 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+MAX_BYTES = 4 * 2**30
+"""What one store keeps (in memory and in its file); past it, outputs are recomputed in every
+cell. Consistency's logits are 4 KB an image; ML-CLIPSim's features 0.6 MB (ViT-B-32, four
+blocks) to 2.4 MB (ViT-B-16), times the tiles of `resize: tiles`."""
+
+
+def _nbytes(output: Any) -> int:
+    if isinstance(output, torch.Tensor):
+        return output.numel() * output.element_size()
+    if isinstance(output, dict):
+        return sum(_nbytes(v) for v in output.values())
+    if isinstance(output, (list, tuple)):
+        return sum(_nbytes(v) for v in output)
+    return 0
+
+
+def _on_cpu(output: Any) -> Any:
+    """A detached CPU copy of a tensor or of the tensors in dicts, lists and tuples."""
+    if isinstance(output, torch.Tensor):
+        return output.detach().cpu().clone()
+    if isinstance(output, dict):
+        return {k: _on_cpu(v) for k, v in output.items()}
+    if isinstance(output, (list, tuple)):
+        return type(output)(_on_cpu(v) for v in output)
+    return output
+
+
 class ReferenceStore:
     """Reference outputs (tensors) by image digest, for one model and preprocessing."""
 
@@ -38,10 +66,12 @@ class ReferenceStore:
         self.identity = json.dumps(identity, sort_keys=True, default=str)
         name = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
         self.path = Path(folder) / f"{identity.get('task', 'task')}-{name}.pt"
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.added: dict[str, torch.Tensor] = {}  # since the last `share`
+        self.outputs: dict[str, Any] = {}
+        self.added: dict[str, Any] = {}  # since the last `share`
         self.changed = False
+        self.full = False
         self._load()
+        self.nbytes = sum(_nbytes(v) for v in self.outputs.values())
 
     def _load(self) -> None:
         if not self.path.is_file():
@@ -64,11 +94,26 @@ class ReferenceStore:
     def keys(self) -> frozenset[str]:
         return frozenset(self.outputs)
 
-    def __getitem__(self, key: str) -> torch.Tensor:
+    def __getitem__(self, key: str) -> Any:
         return self.outputs[key]
 
-    def add(self, key: str, output: torch.Tensor) -> None:
-        self.outputs[key] = self.added[key] = output.detach().cpu().clone()
+    def add(self, key: str, output: Any) -> None:
+        """Keep `output` (a tensor, or dicts/lists of them: a fidelity metric's features)
+        unless the store holds MAX_BYTES already."""
+        size = _nbytes(output)
+        if self.nbytes + size > MAX_BYTES:
+            if not self.full:
+                log.warning(
+                    "%s: %d reference outputs fill %.1f GiB; the others are recomputed in "
+                    "every cell",
+                    self.path,
+                    len(self.outputs),
+                    self.nbytes / 2**30,
+                )
+            self.full = True
+            return
+        self.outputs[key] = self.added[key] = _on_cpu(output)
+        self.nbytes += size
         self.changed = True
 
     def share(self, world: int) -> None:

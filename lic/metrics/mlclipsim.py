@@ -216,8 +216,13 @@ class MLCLIPSim(FrozenNetMetric):
             gx, gy = (emb[: len(vx)], emb[len(vx) :]) if emb is not None else (None, None)
             if reference_only:  # the reference is a constant, as in the two-pass path
                 tx, gx = [t.detach() for t in tx], gx.detach() if gx is not None else None
-        per_view = len(vx) // n
-        nan = torch.full((len(vx),), math.nan, device=x.device)
+        return self._cosines(tx, ty, gx, gy, n)
+
+    def _cosines(self, tx: list, ty: list, gx, gy, n: int) -> tuple[Tensor, Tensor]:
+        """(N, n_layers) token and (N,) global similarities from both sides' features."""
+        views = len(ty[0]) if ty else len(gy)
+        per_view = views // n
+        nan = torch.full((views,), math.nan, device=(ty[0] if ty else gy).device)
         layer_sims = (
             torch.stack([cosine(a, b).mean(dim=1) for a, b in zip(tx, ty, strict=True)], dim=1)
             if tx
@@ -229,8 +234,39 @@ class MLCLIPSim(FrozenNetMetric):
             global_sim = global_sim.reshape(n, per_view).mean(dim=1)
         return layer_sims, global_sim
 
+    # ---- a reference's features once, many distorted images against them ---------------
+    @torch.no_grad()
+    def reference_features(self, x: Tensor) -> list[dict[str, object]]:
+        """For each image of `x` (N, 3, H, W): the tower outputs every score against it
+        compares with (patch tokens of the chosen blocks, the embedding), so that scoring
+        many distorted versions runs the tower once on the reference; `score_features`
+        with them equals `forward(x, y)` within float rounding. lic eval keeps them in
+        OUT/references."""
+        views = self._views(x)
+        tokens, embedding = self._features(views)
+        per_view = len(views) // x.shape[0]
+        return [
+            {
+                "tokens": [t[i * per_view : (i + 1) * per_view] for t in tokens],
+                "embedding": None
+                if embedding is None
+                else embedding[i * per_view : (i + 1) * per_view],
+            }
+            for i in range(x.shape[0])
+        ]
+
+    @torch.no_grad()
+    def score_features(self, features: Sequence[dict], y: Tensor) -> Tensor:
+        """`forward(x, y)` from `reference_features(x)` (one entry per image of `y`)."""
+        ty, gy = self._features(self._views(y))
+        tx = [torch.cat([f["tokens"][k] for f in features]).to(t) for k, t in enumerate(ty)]
+        gx = None if gy is None else torch.cat([f["embedding"] for f in features]).to(gy)
+        return self._combine(*self._cosines(tx, ty, gx, gy, y.shape[0]))
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        layer_sims, global_sim = self.similarities(x, y)
+        return self._combine(*self.similarities(x, y))
+
+    def _combine(self, layer_sims: Tensor, global_sim: Tensor) -> Tensor:
         if self.alpha == 1.0:
             return global_sim
         layer_term = layer_sims @ self.layer_weights.to(layer_sims.dtype)

@@ -167,6 +167,7 @@ class Task(ABC):
     metrics: tuple[str, ...]
     metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
     uses_reference: bool = False  # targets are the model's outputs on the original image
+    reference_is_prediction: bool = True  # those outputs are also the uncompressed row
     model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
     protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
 
@@ -232,6 +233,13 @@ class Task(ABC):
         """The targets of a task that `uses_reference`: the model's outputs on the original
         images, computed once per image and cached by the harness."""
         return self.predict(model, originals)
+
+    def predict_against(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence, references: Sequence
+    ) -> list[Any]:
+        """Predictions of a task that `uses_reference`, given each image's reference output
+        (a task whose references are reference-side features scores against them)."""
+        return self.predict(model, images, targets)
 
     def reference_identity(self) -> dict:
         """Everything reference outputs depend on besides the image: model, weights and

@@ -141,16 +141,50 @@ class FidelityTask(Task):
     def build_model(self, device: torch.device) -> nn.Module:
         return self._nets.to(device)
 
+    @property
+    def uses_reference(self) -> bool:
+        """With ML-CLIPSim (or clip_global), whose reference-side tower features are
+        computed once per image and kept in OUT/references for every cell and re-run."""
+        return any(hasattr(net, "reference_features") for net in self._nets.values())
+
+    reference_is_prediction = False  # the uncompressed row is scored like any other
+
+    def reference_outputs(self, model: nn.Module, originals: list[Tensor]) -> list[dict]:
+        """Per original: {metric: features} of the metrics that score against features."""
+        return [
+            {
+                name: metric.reference_features(x[None].float())[0]
+                for name, metric in model.items()
+                if hasattr(metric, "reference_features")
+            }
+            for x in originals
+        ]
+
+    def reference_identity(self) -> dict:
+        featured = [n for n, net in self._nets.items() if hasattr(net, "reference_features")]
+        options = {n: self.metric_args.get(n, {}) for n in featured}
+        return super().reference_identity() | {"features": options}
+
     def predict(
         self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
     ) -> list[dict[str, float]]:
         """Per-image scores of the 8-bit decoded images against the originals."""
+        return self.predict_against(model, images, targets, [{}] * len(images))
+
+    def predict_against(
+        self, model: nn.Module, images: list[Tensor], targets: Sequence, references: Sequence
+    ) -> list[dict[str, float]]:
+        """`predict`, with the reference features of each original where it has them."""
         scores: dict[str, list[Tensor]] = {name: [] for name in model}
-        for decoded, reference in zip(images, targets, strict=True):
+        for decoded, reference, features in zip(images, targets, references, strict=True):
             x = reference[None].to(decoded.device, torch.float32)
             y = (decoded[None].float().clamp(0, 1) * 255).round() / 255
             for name, metric in model.items():
-                scores[name].append(metric(x, y).reshape(()))
+                if name in features:
+                    score = metric.score_features([features[name]], y)
+                else:
+                    score = metric(x, y)
+                scores[name].append(score.reshape(()))
         values = {name: torch.stack(s).double().cpu().tolist() for name, s in scores.items()}
         return [{name: v[i] for name, v in values.items()} for i in range(len(images))]
 
