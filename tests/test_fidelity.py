@@ -343,3 +343,18 @@ def test_ml_clipsim_reference_features_run_once_per_image_and_are_kept(
     direct = task.predict(nets, decoded, images)
     for a, b in zip(task.predict_against(nets, decoded, images, kept), direct, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_reference_identity_names_an_open_clip_tower_and_its_tag(folder, tiny_clip):
+    """A pretrained tower's tag (openai, laion2b_...) is part of the key, not a torchvision
+    weights enum (which has no ViT-B-32)."""
+    task = create_task("fidelity", str(folder), model=tiny_clip, weights="none")
+    from lic.tasks.models import ModelRef
+
+    task.weights_name = "openai"  # as a pretrained run has it (its networks stay random)
+    task.model_ref = ModelRef.parse(tiny_clip, "openai", task.model_family)
+    identity = task.reference_identity()
+    assert identity["weights"] == "openai" and identity["model"] == tiny_clip
+    assert identity["features"] == {"mlclipsim": {}}
+    task.metric_args = {"mlclipsim": {"layers": [1, 3]}}
+    assert task.reference_identity()["features"] == {"mlclipsim": {"layers": [1, 3]}}

@@ -333,3 +333,12 @@ def test_reference_features_once_score_every_distortion_as_forward(make_mlclipsi
         torch.testing.assert_close(metric.score_features(features, y), metric(x, y))
     one = metric.reference_features(x[1:])
     torch.testing.assert_close(metric.score_features(one, y[1:]), metric(x[1:], y[1:]))
+
+
+def test_reference_features_of_another_layout_are_refused(make_mlclipsim):
+    metric = make_mlclipsim(resize="tiles")
+    features = metric.reference_features(photo_like(64, 128)[None])  # two tiles
+    with pytest.raises(ValueError, match="another view layout"):
+        metric.score_features(features, photo_like(64, 64)[None])
+    with pytest.raises(ValueError, match="2 reference features for 1 images"):
+        metric.score_features(features * 2, photo_like(64, 128)[None])

@@ -285,3 +285,20 @@ def test_a_full_reference_store_keeps_what_fits_and_the_rest_is_recomputed(
     assert sum(model_images) == 5 * N_IMAGES  # two coded cells, each with its references
     same = ("codec", "lambda", "metric", "bpp", "value", "ci_low", "ci_high", "n_images")
     assert [[r[k] for k in same] for r in capped] == [[r[k] for k in same] for r in full]
+
+
+def test_a_coding_process_holds_the_codecs_of_its_current_and_next_cell_only(images, checkpoints):
+    """Cells come in order: entering one frees the codecs of those before it (a worker
+    holds at most two codecs, not one per checkpoint)."""
+    from lic.evaluation import rate_task
+    from lic.evaluation.coders import build_coders
+
+    task = ConsistencyTask(images, model="mobilenet_v3_small", weights="none")
+    coders = build_coders(checkpoints[:3])[1:]
+    assert all(c._model is None for c in coders)  # read here, built where they code
+    dataset = rate_task.CodedImages(task, coders, range(N_IMAGES))
+    dataset[0]
+    assert coders[0]._model is not None
+    dataset[2 * N_IMAGES]  # the third cell
+    assert coders[0]._model is None and coders[1]._model is None
+    assert coders[2]._model is not None

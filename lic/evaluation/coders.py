@@ -57,6 +57,10 @@ class Coder(ABC):
         """Make ready to code (learned codecs build their model); CoderSetupError if not."""
         return
 
+    def release(self) -> None:
+        """Free what `prepare` built."""
+        return
+
     @property
     def setup_error(self) -> CoderSetupError | None:
         """Why `prepare` failed (in this process), if it did."""
@@ -147,9 +151,16 @@ class LearnedCoder(Coder):
                         self._bitstreams = BitstreamCodec(model)
                     self._model = model
                 except Exception as err:
-                    self._error = CoderSetupError(str(err), exit_code(err))
+                    text = str(err) if isinstance(err, LicError) else f"{type(err).__name__}: {err}"
+                    self._error = CoderSetupError(text, exit_code(err))
+                    self._error.__cause__ = err
             if self._error is not None:
-                raise self._error
+                raise self._error.with_traceback(None)
+
+    def release(self) -> None:
+        """Free the built codec (a worker past this coder's cell); `prepare` builds it again."""
+        with self._lock:
+            self._model = self._bitstreams = None
 
     @property
     def setup_error(self) -> CoderSetupError | None:
@@ -229,9 +240,7 @@ class CheckpointCoder(LearnedCoder):
         self._digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
 
     def build(self) -> torch.nn.Module:
-        model = build_codec(self.info, self._state, str(self.path))
-        self._state = None  # the codec holds the weights now
-        return model.to(self.device).eval()
+        return build_codec(self.info, self._state, str(self.path)).to(self.device).eval()
 
     @property
     def key(self) -> str:
@@ -304,6 +313,7 @@ class ZooCoder(LearnedCoder):
         require_zoo_weights(entry.name, quality, entry.metric)
         self.entry = entry
         self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
+        self.prepare()  # here, once: a download must not happen in every worker
 
     def build(self) -> torch.nn.Module:
         from compressai.zoo import image_models

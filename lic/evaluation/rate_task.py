@@ -100,7 +100,9 @@ class CodedImages(Dataset):
         self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
         self.known = known
         self.kept: dict[int, tuple] = {}
-        self.kept_bytes = 0
+        self.kept_bytes, self.keep_budget = 0, KEPT_ORIGINALS_BYTES
+        self.cell = -1  # the cell this process codes now
+        self.per_cell = 0  # batches per cell (set by `batches`)
 
     def __len__(self) -> int:
         return len(self.coders) * len(self.indices)
@@ -108,6 +110,7 @@ class CodedImages(Dataset):
     def batches(self, batch_size: int) -> list[list[int]]:
         """Items in batches that never span two cells, cell after cell."""
         n = len(self.indices)
+        self.per_cell = -(-n // batch_size)
         return [
             list(range(start, min(start + batch_size, (cell + 1) * n)))
             for cell in range(len(self.coders))
@@ -115,15 +118,16 @@ class CodedImages(Dataset):
         ]
 
     def __getitem__(self, k: int) -> Coded:
-        coder, index = self.coders[k // len(self.indices)], self.indices[k % len(self.indices)]
+        cell, index = divmod(k, len(self.indices))
+        coder, index = self.coders[cell], self.indices[index]
         item = Coded(index, self.task.sample_id(index))
+        if cell != self.cell:
+            self.enter_cell(cell)
         try:
             if self.code:
                 coder.prepare()
-            item.fatal = next((c.setup_error for c in self.coders if c.setup_error), None)
         except CoderSetupError as err:
             item.fatal = err
-        if item.fatal is not None:
             return item
         try:
             if self.known is not None:
@@ -141,26 +145,43 @@ class CodedImages(Dataset):
             item.fail(err)
         return item
 
+    def enter_cell(self, cell: int) -> None:
+        """This process moves on to `cell` (cells come in order): the codecs of the cells
+        before it are freed, the next one is built in the background meanwhile."""
+        for done in self.coders[:cell]:
+            done.release()
+        self.cell = cell
+        if self.code:
+            ahead = self.coders[cell + 1 : cell + 2]
+            threading.Thread(target=prepare_coders, args=(ahead,), daemon=True).start()
+
     def load(self, index: int) -> tuple[torch.Tensor, Any]:
-        """`task.load`, kept for the later cells while KEPT_ORIGINALS_BYTES last (copies
-        go out: the main process may share the memory of what it is sent)."""
+        """`task.load`, kept for the later cells while `keep_budget` lasts (copies go out:
+        the main process may share the memory of what it is sent)."""
         if index in self.kept:
             return copy.deepcopy(self.kept[index])
         image, target = self.task.load(index)
         size = image.numel() * image.element_size()
-        if len(self.coders) > 1 and self.kept_bytes + size <= KEPT_ORIGINALS_BYTES:
+        if len(self.coders) > 1 and self.kept_bytes + size <= self.keep_budget:
             self.kept[index] = copy.deepcopy((image, target))
             self.kept_bytes += size
         return image, target
 
 
 def start_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: one torch thread, and the codecs built in a background
-    thread while the first cell's images load (an error is raised where it is met)."""
+    """DataLoader worker_init_fn: one torch thread; the first two cells' codecs built in a
+    background thread while the first images load (an error is raised where it is met).
+    The loader hands batches to its workers in turn, so a worker sees the same images in
+    every cell only when a cell's batch count is a multiple of the worker count: else it
+    keeps none."""
     worker_threads(worker_id)
-    images = torch.utils.data.get_worker_info().dataset
+    info = torch.utils.data.get_worker_info()
+    images = info.dataset
+    if images.per_cell % info.num_workers:
+        images.keep_budget = 0
     if images.code:
-        threading.Thread(target=prepare_coders, args=(images.coders,), daemon=True).start()
+        ahead = images.coders[:2]
+        threading.Thread(target=prepare_coders, args=(ahead,), daemon=True).start()
 
 
 def prepare_coders(coders: Iterable[Coder]) -> None:
@@ -280,7 +301,8 @@ def evaluate_cells(
     if coding not in CODING_MODES:
         raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
     if workers == 0 or coding == "device":
-        prepare_coders(coders)  # this process codes: every codec built (and checked) first
+        for coder in coders:  # this process codes: every codec built (and checked) first
+            coder.prepare()
     rank, world = _distributed()
     images = CodedImages(
         task,
@@ -300,9 +322,8 @@ def evaluate_cells(
     batches = iter(loader)  # the workers start now
     if not isinstance(model, torch.nn.Module):
         model = model()
-    per_cell = -(-len(images.indices) // batch_size)
     for coder in coders:
-        cell_batches = itertools.islice(batches, per_cell)
+        cell_batches = itertools.islice(batches, images.per_cell)
         yield run_cell(task, coder, model, device, cell_batches, coding, references, progress)
 
 

@@ -124,7 +124,9 @@ class ReferenceStore:
             gathered: list = [None] * world
             dist.all_gather_object(gathered, self.added)
             for added in gathered:
-                self.outputs.update(added)
+                fresh = {k: v for k, v in added.items() if k not in self.outputs}
+                self.outputs.update(fresh)
+                self.nbytes += sum(_nbytes(v) for v in fresh.values())
             self.changed = self.changed or any(gathered)
         self.added = {}
 

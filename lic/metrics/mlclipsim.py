@@ -258,7 +258,16 @@ class MLCLIPSim(FrozenNetMetric):
     @torch.no_grad()
     def score_features(self, features: Sequence[dict], y: Tensor) -> Tensor:
         """`forward(x, y)` from `reference_features(x)` (one entry per image of `y`)."""
+        if len(features) != y.shape[0]:
+            raise ValueError(f"{len(features)} reference features for {y.shape[0]} images")
         ty, gy = self._features(self._views(y))
+        for f in features:
+            got = [tuple(t.shape) for t in f["tokens"]]
+            if got != [(len(t) // y.shape[0], *t.shape[1:]) for t in ty]:
+                raise ValueError(
+                    f"reference features of another view layout {got} (another image size "
+                    "under resize='tiles', or another tower or layers)"
+                )
         tx = [torch.cat([f["tokens"][k] for f in features]).to(t) for k, t in enumerate(ty)]
         gx = None if gy is None else torch.cat([f["embedding"] for f in features]).to(gy)
         return self._combine(*self._cosines(tx, ty, gx, gy, y.shape[0]))

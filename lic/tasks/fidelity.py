@@ -161,9 +161,12 @@ class FidelityTask(Task):
         ]
 
     def reference_identity(self) -> dict:
+        """The tower (open_clip name and tag: not a torchvision model) and the options of
+        each metric whose features are kept."""
         featured = [n for n, net in self._nets.items() if hasattr(net, "reference_features")]
         options = {n: self.metric_args.get(n, {}) for n in featured}
-        return super().reference_identity() | {"features": options}
+        tower = {"task": self.name, "model": self.model_name, "weights": self.weights_name}
+        return tower | {"features": options}
 
     def predict(
         self, model: nn.Module, images: list[Tensor], targets: Sequence = ()
