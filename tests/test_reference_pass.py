@@ -179,8 +179,8 @@ def test_one_loader_streams_every_cell_with_the_results_of_separate_cells(
     monkeypatch.setattr(rate_task, "worker_threads", counted)
     task = ConsistencyTask(images, model="mobilenet_v3_small", weights="none")
     coders = build_coders(checkpoints[:3])[1:]
-    dataset = rate_task.CodedImages(task, coders, range(N_IMAGES))
-    assert dataset.batches(2) == [[0, 1], [2], [3, 4], [5], [6, 7], [8]]
+    dataset = rate_task.CodedImages(task, coders, range(N_IMAGES), batch_size=2)
+    assert dataset.batches() == [[0, 1], [2], [3, 4], [5], [6, 7], [8]]
 
     def results(*cells):
         references = ReferenceStore(tmp_path / f"refs{len(cells)}", task.reference_identity())

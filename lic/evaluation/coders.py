@@ -144,12 +144,13 @@ class LearnedCoder(Coder):
         with self._lock:
             if self._model is None and self._error is None:
                 try:
+                    from lic.codecs.io import BitstreamCodec
+                    from lic.codecs.registry import codec_stride
+
                     model = self.build()
                     if self.rate_source != "estimate":
-                        from lic.codecs.io import BitstreamCodec
-
                         self._bitstreams = BitstreamCodec(model)
-                    self._model = model
+                    self.stride, self._model = codec_stride(model), model
                 except Exception as err:
                     text = str(err) if isinstance(err, LicError) else f"{type(err).__name__}: {err}"
                     self._error = CoderSetupError(text, exit_code(err))
@@ -206,10 +207,8 @@ class LearnedCoder(Coder):
         if self.bitstreams is not None:
             data = self.bitstreams.encode(image)
             return self.bitstreams.decode(data)[0].cpu(), 8.0 * len(data)
-        from lic.codecs.registry import codec_stride
-
         device = next(self.model.parameters()).device
-        out = self.model(pad_to_stride(image[None].to(device), codec_stride(self.model)))
+        out = self.model(pad_to_stride(image[None].to(device), self.stride))
         return out["x_hat"][0, :, :h, :w].clamp(0, 1).cpu(), float(
             estimated_bits(out["likelihoods"])
         )

@@ -94,27 +94,31 @@ class CodedImages(Dataset):
         task: Task,
         coders: Sequence[Coder],
         indices: Sequence[int],
+        batch_size: int = 16,
         code: bool = True,
         known: frozenset[str] | None = None,
     ) -> None:
         self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
-        self.known = known
+        self.batch_size, self.known = batch_size, known
         self.kept: dict[int, tuple] = {}
         self.kept_bytes, self.keep_budget = 0, KEPT_ORIGINALS_BYTES
         self.cell = -1  # the cell this process codes now
-        self.per_cell = 0  # batches per cell (set by `batches`)
 
     def __len__(self) -> int:
         return len(self.coders) * len(self.indices)
 
-    def batches(self, batch_size: int) -> list[list[int]]:
+    @property
+    def per_cell(self) -> int:
+        """Batches per cell."""
+        return -(-len(self.indices) // self.batch_size)
+
+    def batches(self) -> list[list[int]]:
         """Items in batches that never span two cells, cell after cell."""
-        n = len(self.indices)
-        self.per_cell = -(-n // batch_size)
+        n, size = len(self.indices), self.batch_size
         return [
-            list(range(start, min(start + batch_size, (cell + 1) * n)))
+            list(range(start, min(start + size, (cell + 1) * n)))
             for cell in range(len(self.coders))
-            for start in range(cell * n, (cell + 1) * n, batch_size)
+            for start in range(cell * n, (cell + 1) * n, size)
         ]
 
     def __getitem__(self, k: int) -> Coded:
@@ -169,24 +173,18 @@ class CodedImages(Dataset):
 
 
 def start_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: one torch thread; the first two cells' codecs built in a
-    background thread while the first images load (an error is raised where it is met).
-    The loader hands batches to its workers in turn, so a worker sees the same images in
-    every cell only when a cell's batch count is a multiple of the worker count: else it
-    keeps none."""
+    """DataLoader worker_init_fn: one torch thread. The loader hands batches to its workers
+    in turn, so a worker sees the same images in every cell only when a cell's batch count
+    is a multiple of the worker count: else it keeps none."""
     worker_threads(worker_id)
     info = torch.utils.data.get_worker_info()
-    images = info.dataset
-    if images.per_cell % info.num_workers:
-        images.keep_budget = 0
-    if images.code:
-        ahead = images.coders[:2]
-        threading.Thread(target=prepare_coders, args=(ahead,), daemon=True).start()
+    if info.dataset.per_cell % info.num_workers:
+        info.dataset.keep_budget = 0
 
 
 def prepare_coders(coders: Iterable[Coder]) -> None:
     for coder in coders:
-        with contextlib.suppress(CoderSetupError):  # kept by the coder, sent with every item
+        with contextlib.suppress(CoderSetupError):  # kept; raised for its cell's first item
             coder.prepare()
 
 
@@ -308,12 +306,13 @@ def evaluate_cells(
         task,
         coders,
         range(rank, len(task), world),
+        batch_size,
         code=coding == "workers",
         known=references.keys() if references is not None else None,
     )
     loader = DataLoader(
         images,
-        batch_sampler=images.batches(batch_size),
+        batch_sampler=images.batches(),
         num_workers=workers,
         collate_fn=_as_list,
         worker_init_fn=start_worker,
@@ -539,9 +538,10 @@ def evaluate_tasks(
         pending = reference_first([c for c in coders if c.key not in done])
         model = functools.partial(task.build_model, device)
         options = (config.batch_size, config.workers, config.progress, config.coding)
-        results = evaluate_cells(task, pending, model, device, *options, references)
-        for coder, result in zip(pending, results if pending else (), strict=True):
-            done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
+        if pending:  # (the stream builds the model even for no cell)
+            results = evaluate_cells(task, pending, model, device, *options, references)
+            for coder, result in zip(pending, results, strict=True):
+                done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
         for coder in coders:
             cell, accumulator, image_bpp = done[coder.key]
             if rank == 0:

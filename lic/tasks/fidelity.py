@@ -142,29 +142,29 @@ class FidelityTask(Task):
         return self._nets.to(device)
 
     @property
+    def featured(self) -> list[str]:
+        """The metrics that score against reference-side features (ML-CLIPSim, clip_global)."""
+        return [n for n, net in self._nets.items() if hasattr(net, "reference_features")]
+
+    @property
     def uses_reference(self) -> bool:
-        """With ML-CLIPSim (or clip_global), whose reference-side tower features are
-        computed once per image and kept in OUT/references for every cell and re-run."""
-        return any(hasattr(net, "reference_features") for net in self._nets.values())
+        """With a `featured` metric: its features are computed once per image and kept in
+        OUT/references for every cell and re-run."""
+        return bool(self.featured)
 
     reference_is_prediction = False  # the uncompressed row is scored like any other
 
     def reference_outputs(self, model: nn.Module, originals: list[Tensor]) -> list[dict]:
         """Per original: {metric: features} of the metrics that score against features."""
         return [
-            {
-                name: metric.reference_features(x[None].float())[0]
-                for name, metric in model.items()
-                if hasattr(metric, "reference_features")
-            }
+            {name: model[name].reference_features(x[None].float())[0] for name in self.featured}
             for x in originals
         ]
 
     def reference_identity(self) -> dict:
         """The tower (open_clip name and tag: not a torchvision model) and the options of
         each metric whose features are kept."""
-        featured = [n for n, net in self._nets.items() if hasattr(net, "reference_features")]
-        options = {n: self.metric_args.get(n, {}) for n in featured}
+        options = {n: self.metric_args.get(n, {}) for n in self.featured}
         tower = {"task": self.name, "model": self.model_name, "weights": self.weights_name}
         return tower | {"features": options}
 
