@@ -5,12 +5,15 @@ lic eval --ckpt checkpoints/*.ckpt --task fidelity --data-root data/demo/val --o
 lic sweep configs/sweeps/demo.yaml --launcher local
 lic score --metric mlclipsim REF DIST [REF DIST ...]
 lic score --metric lpips --ref-dir A --dist-dir B --out scores.csv
+lic curves
+lic bd published:mlicpp results/kodak/results.csv:JPEG --anchor published:vtm --out bd.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -376,6 +379,164 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+BD_METHODS = ("pchip", "cubic", "akima")  # lic.evaluation.bd.METHODS, without loading scipy
+CURVE_SPECS = "published:NAME (lic curves), FILE.json, FILE.csv or RESULTS.csv:CURVE"
+
+
+def _add_bd_commands(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "curves",
+        help="list the published Kodak curves that lic bd compares with (published:NAME)",
+        description="The catalogue of published rate-distortion curves: points, source "
+        "repository and commit, licence.",
+    )
+    c.add_argument("--metric", help="only the curves with points of this metric (psnr, ms_ssim)")
+    c.set_defaults(run=_run_curves, parser=c)
+    b = sub.add_parser(
+        "bd",
+        help="BD-rate and BD-metric of curves against an anchor (published, files, runs)",
+        description="Bjontegaard deltas of each TEST curve against --anchor, as the "
+        "bjontegaard package computes them. A curve is " + CURVE_SPECS + ": a CompressAI "
+        "results JSON or {bpp, psnr, ...} lists, a CSV with a bpp column, or a curve of a lic "
+        "eval results.csv by its label (JPEG, 'bmshj2018-hyperprior / mse') or codec/objective.",
+    )
+    b.add_argument("tests", nargs="+", metavar="TEST", help=CURVE_SPECS)
+    b.add_argument("--anchor", required=True, metavar="CURVE", help="the reference curve")
+    b.add_argument(
+        "--metric", default="psnr", help="psnr (default), ms_ssim, ms_ssim_db, or any column"
+    )
+    b.add_argument(
+        "--method",
+        choices=BD_METHODS,
+        default="pchip",
+        help="interpolation: pchip (default; lic eval's), akima, or cubic (a least-squares "
+        "cubic, VCEG-M33's original; needs 4 points per curve)",
+    )
+    b.add_argument("--task", help="task of RESULTS.csv curves, when several have the metric")
+    b.add_argument("--out", type=Path, help="write the table as CSV here")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --out CSV")
+    b.set_defaults(run=_run_bd, parser=b)
+
+
+def _run_curves(args: argparse.Namespace) -> int:
+    from lic.evaluation.curves import (
+        CATALOGUE,
+        PUBLISHED,
+        catalogue_metrics,
+        has_metric,
+        load_catalogue,
+        metric_name,
+        source_text,
+    )
+
+    catalogue = load_catalogue()
+    wanted = metric_name(args.metric) if args.metric else None
+    rows = []
+    for record in catalogue["curves"]:
+        metrics = catalogue_metrics(record)
+        if wanted and not has_metric(metrics, wanted):
+            continue
+        bpp = record["points"].get("bpp") or []
+        rows.append(
+            {
+                "name": PUBLISHED + record["name"],
+                "label": record.get("label", ""),
+                "kind": record.get("kind", ""),
+                "points": len(bpp),
+                "bpp": _span(bpp),
+                "metrics": ",".join(metrics),
+                "source": source_text(record),
+                "licence": (record.get("source") or {}).get("licence", ""),
+            }
+        )
+    dataset = catalogue.get("dataset") or {}
+    name = dataset.get("name", CATALOGUE.stem) if isinstance(dataset, dict) else CATALOGUE.stem
+    print(f"{len(rows)} published curve(s) on {name} ({CATALOGUE})")
+    _print_aligned(rows)
+    print("compare: lic bd published:NAME ... --anchor published:NAME [--metric M]")
+    return 0
+
+
+def _print_aligned(rows: list[dict]) -> None:
+    """Rows of strings as a plain table under their keys, columns two spaces apart."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    for cells in [columns, *([str(r[c]) for c in columns] for r in rows)]:
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+def _span(values: list) -> str:
+    try:
+        return f"{min(map(float, values)):.3g}..{max(map(float, values)):.3g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _run_bd(args: argparse.Namespace) -> int:
+    from lic.data.files import check_output_file
+    from lic.evaluation.curves import compare, load_curve
+
+    specs = [*args.tests, args.anchor]
+    check_output_file(args.out, args.overwrite, [Path(s.partition(":")[0]) for s in specs])
+    anchor = load_curve(args.anchor, args.metric, args.task)
+    tests = [load_curve(spec, args.metric, args.task) for spec in args.tests]
+    results = [compare(test, anchor, args.method) for test in tests]
+    print(f"anchor {anchor.name}: {anchor.source}, {len(anchor.bpp)} points")
+    for test in tests:
+        print(f"test   {test.name}: {test.source}, {len(test.bpp)} points")
+    _print_aligned([_bd_cells(row) for row, _ in results])
+    for row, notes in results:
+        for note in notes:
+            print(f"note: {row['curve']}: {note}")
+    if args.out:
+        _write_bd_csv(args.out, [row for row, _ in results])
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _bd_cells(row: dict) -> dict[str, str]:
+    """The printed row of `lic bd`: true minus signs, units, n/a for a missing value."""
+    from lic.metrics import metric_info
+
+    info = metric_info(row["metric"])
+    unit = f" {info.unit}" if info.unit else ""
+    digits = ".3f" if info.unit else ".4g"  # dB, %: fixed; a linear MS-SSIM: significant
+
+    def signed(value: float, text: str) -> str:
+        return "n/a" if math.isnan(value) else text.replace("-", "\u2212")
+
+    low, high, fraction = (row[k] for k in ("overlap_low", "overlap_high", "overlap_fraction"))
+    overlap = f"{low:.4g}..{high:.4g}{unit} ({fraction:.0%})" if fraction > 0 else "none"
+    return {
+        "curve": row["curve"],
+        "BD-rate": signed(row["bd_rate"], f"{row['bd_rate']:.2f}%"),
+        f"BD-{info.display}": signed(row["bd_metric"], f"{row['bd_metric']:+{digits}}{unit}"),
+        f"{info.display} overlap": overlap,
+        "points": f"{row['n_points_test']} vs {row['n_points_anchor']}",
+        "method": row["method"],
+    }
+
+
+def _write_bd_csv(out: Path, rows: list[dict]) -> None:
+    """The BD_COLUMNS of each row; floats in full (repr), a missing value as an empty cell."""
+    import csv
+
+    from lic.data.files import atomic_path
+    from lic.evaluation.curves import BD_COLUMNS
+
+    def cell(value: object) -> object:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else repr(value)
+        return value
+
+    with atomic_path(out) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BD_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: cell(row[k]) for k in BD_COLUMNS} for row in rows)
+
+
 DELEGATES = {
     "train": ("train a codec (LightningCLI: lic train fit --config ...)", "lic.training.cli"),
     "eval": ("rate-task curves of checkpoints and baselines", "lic.evaluation.cli"),
@@ -409,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_command(sub)
     add_export_command(sub)
     add_sweep_command(sub)
+    _add_bd_commands(sub)
     return parser
 
 
