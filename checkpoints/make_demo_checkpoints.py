@@ -6,8 +6,8 @@
     python checkpoints/make_demo_checkpoints.py runs/bmshj2018-hyperprior_mse_lambda*/ \
         --kodak ~/.cache/lic/data/kodak
 
-prints the rows of the table in checkpoints/README.md: file, lambda, the real bitstream's bpp
-and the 8-bit decoded PSNR on the bundled kodim23 (pinned by tests/test_bundled.py), the
+prints the rows of the table in checkpoints/README.md: file, lambda, the real bitstream's
+payload bpp and the 8-bit decoded PSNR on the bundled kodim23 (pinned by tests/test_bundled.py), the
 mean bpp and mean PSNR over the 24 Kodak images, and the file's sha256.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lic.codecs import BitstreamCodec, bitstream_bpp, load_checkpoint
+from lic.codecs import BitstreamCodec, load_checkpoint, payload_bpp
 from lic.codecs.checkpoint import save_codec_checkpoint
 from lic.data.images import list_images, load_image
 
@@ -33,7 +33,7 @@ def measure(codec: BitstreamCodec, path: Path) -> tuple[float, float]:
     data = codec.encode(image)
     decoded = (codec.decode(data) * 255).round() / 255
     mse = (decoded - image).square().mean()
-    return bitstream_bpp(data, *image.shape[-2:]), float(-10 * torch.log10(mse))
+    return payload_bpp(data), float(-10 * torch.log10(mse))
 
 
 def main() -> None:

@@ -157,14 +157,15 @@ def _run_codec(args: argparse.Namespace) -> int:
 
 
 def _compress_one(codec, path: Path, out: Path) -> str:
-    from lic.codecs import bitstream_bpp
+    from lic.codecs import bitstream_bpp, payload_bpp
     from lic.data.files import write_bytes_atomic
     from lic.data.images import load_image
 
     image = load_image(path)
     data = codec.encode(image)
     write_bytes_atomic(out, data)
-    return f"{path} -> {out}: {len(data)} bytes, {bitstream_bpp(data, *image.shape[-2:]):.4f} bpp"
+    file_bpp = bitstream_bpp(data, *image.shape[-2:])
+    return f"{path} -> {out}: {len(data)} bytes, {payload_bpp(data):.4f} bpp ({file_bpp:.4f} file)"
 
 
 def _decompress_one(codec, path: Path, out: Path) -> str:
@@ -176,7 +177,8 @@ def _decompress_one(codec, path: Path, out: Path) -> str:
     stream = Bitstream.from_bytes(data)
     save_image(codec.decode(data), out)
     bpp = bitstream_bpp(data, stream.height, stream.width)
-    return f"{path} -> {out}: {stream.width}x{stream.height}, {bpp:.4f} bpp"
+    rate = 8 * stream.payload_bytes / (stream.height * stream.width)
+    return f"{path} -> {out}: {stream.width}x{stream.height}, {rate:.4f} bpp ({bpp:.4f} file)"
 
 
 def _shard(text: str) -> tuple[int, int]:

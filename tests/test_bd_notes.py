@@ -36,7 +36,12 @@ def test_disjoint_curves_and_good_curves():
     rows += [row("avif", "avif", b, v, quality=q) for q, b, v in [(1, 0.2, 27), (9, 0.8, 33)]]
     table = {b["curve"]: b for b in bd_table(rows, ("jpeg", "jpeg"))}
     assert "do not overlap" in table["WebP"]["note"]
-    assert table["AVIF"]["note"] == "" and table["AVIF"]["bd_rate_percent"] < 0
+    assert table["AVIF"]["bd_rate_percent"] < 0
+    # AVIF covers 27-33 dB, JPEG 26-31: they share 27-31, 4 of the joint 7 dB
+    assert table["AVIF"]["overlap_fraction"] == pytest.approx(4 / 7)
+    assert (table["AVIF"]["overlap_low"], table["AVIF"]["overlap_high"]) == (27, 31)
+    assert table["AVIF"]["note"].startswith("the curves overlap on 57% of their joint quality")
+    assert table["WebP"]["overlap_fraction"] == 0
 
 
 # ---- noisy curves: BD-rate needs quality strictly monotone in rate -------------------------

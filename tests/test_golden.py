@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import photo_like, save_rgb, write_codec_checkpoint
 
-from lic.codecs import BitstreamCodec, create_codec
+from lic.codecs import Bitstream, BitstreamCodec, create_codec
 from lic.evaluation import run
 
 
@@ -27,6 +27,7 @@ def test_seeded_codec_bitstream_and_decoded_pixels():
     data = codec.encode(photo_like(128, 192, seed=3))
     decoded = (codec.decode(data)[0].clamp(0, 1) * 255).round().to(torch.uint8)
     assert (len(data), sha256(data)) == (GOLDEN_BYTES, GOLDEN_DIGEST)
+    assert Bitstream.from_bytes(data).payload_bytes == GOLDEN_PAYLOAD
     assert sha256(decoded.numpy().tobytes()) == GOLDEN_PIXELS
 
 
@@ -62,13 +63,17 @@ def test_one_rate_task_cell_on_fixed_data(tmp_path):
     assert cell["top1_agreement"]["value"] == GOLDEN_AGREEMENT
     assert cell["kl"]["value"] == pytest.approx(GOLDEN_KL, rel=1e-4)
     assert cell["kl"]["bpp"] == pytest.approx(GOLDEN_BPP, rel=1e-9)
+    assert cell["kl"]["bpp_file"] == pytest.approx(GOLDEN_BPP_FILE, rel=1e-9)
 
 
 # bmshj2018-hyperprior N=16 M=24, torch.manual_seed(0), photo_like(128, 192, seed=3)
-GOLDEN_BYTES = 145
-GOLDEN_DIGEST = "8a697839bfe5b70927735666cc78b74ccf151219d5811a7b3f3d43feff2a3a73"
+# (container version 2: one byte more than version 1 for the padding; payload 80 bytes)
+GOLDEN_BYTES, GOLDEN_PAYLOAD = 146, 80
+GOLDEN_DIGEST = "8e10cf811e8796cc767214ab9f392f124f49f3210fa58fbf1adc6dd101f8d269"
 GOLDEN_PIXELS = "20257f5e5833124a9675d53ba279444be18a6c6ccd9680f4ad77470372c165bf"
 # the tiny test tower (conftest), seed 0, default layers and alpha
 GOLDEN_MLCLIPSIM = 0.9961228
 # that codec's checkpoint, two photo_like images, seeded random ResNet-18
-GOLDEN_AGREEMENT, GOLDEN_KL, GOLDEN_BPP = 100.0, 0.8980777, 0.040338010204081634
+# (bpp: the payload of 224x224 crops padded with zeros to 256x256; the file adds 66 bytes)
+GOLDEN_AGREEMENT, GOLDEN_KL = 100.0, 0.8980777
+GOLDEN_BPP, GOLDEN_BPP_FILE = 0.029974489795918366, 0.04049744897959184

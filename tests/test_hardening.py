@@ -54,7 +54,8 @@ def limit():
 def test_layout_is_measured_from_the_codec(codec, real):
     # N=16 hyperprior: z is 16 x 1 x 1 and y 24 x 4 x 4 per 64 x 64 block
     assert codec.layout == StreamLayout(2, 16 + 24 * 16, [("h", 1), ("w", 1)], 4.0)
-    assert real.shape == codec.layout.shape(96, 128, 64) == [2, 2]
+    assert real.shape == codec.layout.shape(96, 128, 64, real.padding) == [2, 2]
+    assert codec.layout.shape(96, 128, 64, "replicate") == [2, 2]
     assert [len(s) for s in real.streams] == [8, 48]  # golden: seed 0, photo_like(96, 128)
 
 
@@ -86,12 +87,12 @@ def test_forged_headers_are_refused_before_decoding(codec, real, name):
 
 def test_oversized_or_invalid_header_fields(codec, real):
     body = real.to_bytes()[:-4]
-    at = 4 + 2 + len(real.codec) + 8 + 8  # offset of the shape length
+    at = 4 + 3 + len(real.codec) + 8 + 8  # offset of the shape length
     forged = body[:at] + struct.pack(">I", 10**6) + body[at + 4 :]
     with pytest.raises(BitstreamError, match="latent shape field of 1000000 bytes"):
         Bitstream.from_bytes(forged + struct.pack(">I", zlib.crc32(forged)))
     name = b"\xff\xfe"
-    forged = body[:5] + bytes([len(name)]) + name + body[6 + len(real.codec) :]
+    forged = body[:6] + bytes([len(name)]) + name + body[7 + len(real.codec) :]
     with pytest.raises(BitstreamError, match="not UTF-8"):
         Bitstream.from_bytes(forged + struct.pack(">I", zlib.crc32(forged)))
 
@@ -310,7 +311,7 @@ def test_non_finite_loss_stops_training_and_no_nan_weights_are_saved():
 
 
 def test_truncated_cell_is_named_and_recomputed(tmp_path, caplog):
-    from lic.evaluation.rate_task import read_cell
+    from lic.evaluation.rate_task import CELL_FORMAT, read_cell
 
     path = tmp_path / "cells" / "task__coder.json"
     path.parent.mkdir()
@@ -318,8 +319,8 @@ def test_truncated_cell_is_named_and_recomputed(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert read_cell(path) is None
     assert str(path) in caplog.text and "recomputing" in caplog.text
-    path.write_text(json.dumps({"format": 1, "meta": {"a": 1}}))
-    assert read_cell(path) == {"format": 1, "meta": {"a": 1}}
+    path.write_text(json.dumps({"format": CELL_FORMAT, "meta": {"a": 1}}))
+    assert read_cell(path) == {"format": CELL_FORMAT, "meta": {"a": 1}}
 
 
 def test_a_size_the_device_cannot_decode_is_refused(codec, real, monkeypatch):

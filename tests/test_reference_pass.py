@@ -198,7 +198,7 @@ def test_one_loader_streams_every_cell_with_the_results_of_separate_cells(
     for one, other in zip(streamed, alone, strict=True):
         assert one.meta == other.meta and one.bpp == other.bpp
         assert one.metrics == pytest.approx(other.metrics, abs=1e-6)
-        assert one.image_bpp == other.image_bpp and one.n_images == N_IMAGES
+        assert one.rates == other.rates and one.n_images == N_IMAGES
 
 
 def test_lic_eval_help_imports_no_codec_library():

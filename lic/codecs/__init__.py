@@ -18,6 +18,7 @@ _LAZY = {
     "BitstreamCodec": "lic.codecs.io",
     "BitstreamError": "lic.codecs.io",
     "bitstream_bpp": "lic.codecs.io",
+    "payload_bpp": "lic.codecs.io",
     "codec_stride": "lic.codecs.registry",
     "create_codec": "lic.codecs.registry",
     "list_codecs": "lic.codecs.registry",

@@ -2,16 +2,20 @@
 
 Layout (all integers big-endian):
 
-    magic "LICB" | version u8 | codec-name length u8 | codec name (UTF-8)
-    | model fingerprint (8 bytes) | height u32 | width u32
+    magic "LICB" | version u8 | padding u8 (version 2) | codec-name length u8
+    | codec name (UTF-8) | model fingerprint (8 bytes) | height u32 | width u32
     | shape length u32 | shape (JSON: the latent shapes compress() returned)
     | stream count u8 | per stream: length u32, bytes
     | CRC32 u32 of every byte before it
 
 The fingerprint is a hash of the codec's weights and entropy tables, so a file decoded with
 another checkpoint of the same architecture (another lambda, say) is refused instead of
-turning into a wrong image. Images are padded to the codec's stride by edge replication
-and cropped back after decoding.
+turning into a wrong image. Images are padded before coding and cropped back after
+decoding; the file records how (`PADDINGS`): by default as CompressAI's `eval_model` pads
+(zeros, centred, to a multiple of 64 and of the codec's stride), so that the entropy-coded
+payload (`Bitstream.payload_bytes`, the rate the field reports) is the published tools'
+byte for byte; `replicate` repeats the bottom and right edges up to the stride (lic before
+version 2; version 1 files decode that way).
 
 Decoding trusts nothing in the file (CompressAI's native rANS decoder has no bounds checks,
 so everything it is given is checked first): the size must be at most `max_pixels`
@@ -30,7 +34,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lic.codecs.padding import PADDINGS, blocks, padding_box
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
 from lic.errors import InputError
@@ -49,7 +53,8 @@ if TYPE_CHECKING:
     from compressai.models import CompressionModel
 
 MAGIC = b"LICB"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1 files have no padding field: they were padded by `replicate`
 FINGERPRINT_BYTES = 8
 MAX_SHAPE_BYTES = 1024
 RANS_WORD, RANS_FLUSH = 4, 8  # rANS streams are 32-bit words; every flush writes two
@@ -78,12 +83,18 @@ class Bitstream:
     width: int
     shape: object
     streams: tuple[bytes, ...]
+    padding: str = "zeros"
+
+    @property
+    def payload_bytes(self) -> int:
+        """The entropy-coded strings alone: the bytes CompressAI's eval_model counts."""
+        return sum(len(stream) for stream in self.streams)
 
     def to_bytes(self) -> bytes:
         name, shape = self.codec.encode(), json.dumps(self.shape).encode()
         parts = [
             MAGIC,
-            struct.pack(">BB", VERSION, len(name)),
+            struct.pack(">BBB", VERSION, PADDINGS.index(self.padding), len(name)),
             name,
             self.fingerprint,
             struct.pack(">III", self.height, self.width, len(shape)),
@@ -105,9 +116,16 @@ class Bitstream:
         if zlib.crc32(body) != crc:
             raise BitstreamError("CRC mismatch: the file is corrupt or truncated")
         reader = _Reader(body, offset=4)
-        version, name_len = reader.unpack(">BB")
-        if version != VERSION:
-            raise BitstreamError(f"bitstream format version {version}; this lic reads {VERSION}")
+        (version,) = reader.unpack(">B")
+        if version not in READS:
+            raise BitstreamError(f"bitstream format version {version}; this lic reads {READS}")
+        padding = "replicate"
+        if version >= 2:
+            (code,) = reader.unpack(">B")
+            if code >= len(PADDINGS):
+                raise BitstreamError(f"unknown padding code {code}")
+            padding = PADDINGS[code]
+        (name_len,) = reader.unpack(">B")
         codec = _text(reader.take(name_len), "codec name")
         fingerprint = reader.take(FINGERPRINT_BYTES)
         height, width, shape_len = reader.unpack(">III")
@@ -120,7 +138,7 @@ class Bitstream:
         streams = tuple(reader.take(reader.unpack(">I")[0]) for _ in range(count))
         if reader.offset != len(body):
             raise BitstreamError("trailing bytes after the last stream")
-        return cls(codec, fingerprint, height, width, shape, streams)
+        return cls(codec, fingerprint, height, width, shape, streams, padding)
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -136,11 +154,6 @@ def _shape(raw: bytes) -> object:
         return json.loads(_text(raw, "latent shape"))
     except (json.JSONDecodeError, RecursionError):
         raise BitstreamError("latent shape field is not valid JSON") from None
-
-
-def blocks(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Stride x stride blocks of an image padded to `stride`: (rows, columns)."""
-    return math.ceil(height / stride), math.ceil(width / stride)
 
 
 def _shape_rule(one: object, two_by_three: object) -> object:
@@ -182,13 +195,13 @@ class StreamLayout:
     shape_rule: object
     floats_per_pixel: float = 0.0  # the largest tensor of a decode, per padded pixel
 
-    def symbols(self, height: int, width: int, stride: int) -> int:
-        rows, cols = blocks(height, width, stride)
+    def symbols(self, height: int, width: int, stride: int, padding: str) -> int:
+        rows, cols = blocks(height, width, stride, padding)
         return rows * cols * self.symbols_per_block
 
-    def shape(self, height: int, width: int, stride: int) -> object:
+    def shape(self, height: int, width: int, stride: int, padding: str) -> object:
         """The latent shape compress() reports for a height x width image."""
-        return _apply_rule(self.shape_rule, *blocks(height, width, stride))
+        return _apply_rule(self.shape_rule, *blocks(height, width, stride, padding))
 
 
 class _Reader:
@@ -222,12 +235,34 @@ def pad_to_stride(x: Tensor, stride: int) -> Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
 
+def pad_image(x: Tensor, stride: int, padding: str) -> Tensor:
+    """(N, 3, H, W) padded for coding as `padding` says (see PADDINGS)."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding '{padding}': one of {PADDINGS}")
+    box = padding_box(*x.shape[-2:], stride, padding)
+    if not any(box):
+        return x
+    mode = "constant" if padding == "zeros" else "replicate"
+    return F.pad(x, box, mode=mode)
+
+
+def crop_image(x: Tensor, height: int, width: int, stride: int, padding: str) -> Tensor:
+    """The height x width image inside a decoded (padded) one."""
+    left, _, top, _ = padding_box(height, width, stride, padding)
+    return x[..., top : top + height, left : left + width]
+
+
 class BitstreamCodec:
     """Encode images to container bytes and back with one (eval-mode, updated) codec."""
 
-    def __init__(self, model: CompressionModel, max_pixels: int | None = None) -> None:
+    def __init__(
+        self, model: CompressionModel, max_pixels: int | None = None, padding: str = "zeros"
+    ) -> None:
         from lic.codecs.registry import codec_stride
 
+        if padding not in PADDINGS:
+            raise ValueError(f"padding '{padding}': one of {PADDINGS}")
+        self.padding = padding
         self.model = model.eval()
         self.name = getattr(model, "codec_name", type(model).__name__)
         self.stride = codec_stride(model)
@@ -282,11 +317,12 @@ class BitstreamCodec:
     def _compress(self, x: Tensor) -> list[bytes]:
         h, w = x.shape[-2:]
         with torch.autocast(self.device.type, enabled=False):  # code in fp32, always
-            out = self.model.compress(pad_to_stride(x.to(self.device, torch.float32), self.stride))
+            x = pad_image(x.to(self.device, torch.float32), self.stride, self.padding)
+            out = self.model.compress(x)
         if any(len(group) != len(x) for group in out["strings"]):
             raise ValueError("expected one string per entropy stage and image")
         shape = _plain(out["shape"])
-        expected = self.layout.shape(h, w, self.stride)
+        expected = self.layout.shape(h, w, self.stride, self.padding)
         if shape != expected:
             raise ValueError(
                 f"codec '{self.name}' reports latent shape {shape} for a {w}x{h} image; "
@@ -294,7 +330,13 @@ class BitstreamCodec:
             )
         return [
             Bitstream(
-                self.name, self.fingerprint, h, w, shape, tuple(bytes(g[i]) for g in out["strings"])
+                self.name,
+                self.fingerprint,
+                h,
+                w,
+                shape,
+                tuple(bytes(g[i]) for g in out["strings"]),
+                self.padding,
             ).to_bytes()
             for i in range(len(x))
         ]
@@ -318,7 +360,7 @@ class BitstreamCodec:
             raise BitstreamError(
                 f"image size {w}x{h} is outside 1..{limit} pixels (a larger limit: --max-pixels)"
             )
-        rows, cols = blocks(h, w, self.stride)
+        rows, cols = blocks(h, w, self.stride, stream.padding)
         need = (
             DECODE_MEMORY_FACTOR * 4 * self.layout.floats_per_pixel * rows * cols * self.stride**2
         )
@@ -328,7 +370,7 @@ class BitstreamCodec:
                 f"decoding a {w}x{h} image with '{self.name}' needs about {need / 2**30:.1f} GiB; "
                 f"{free / 2**30:.1f} GiB are free"
             )
-        expected = self.layout.shape(h, w, self.stride)
+        expected = self.layout.shape(h, w, self.stride, stream.padding)
         if stream.shape != expected:
             raise BitstreamError(
                 f"latent shape {json.dumps(stream.shape)} does not fit a {w}x{h} image "
@@ -343,7 +385,8 @@ class BitstreamCodec:
                 f"{len(stream.streams)} streams; '{self.name}' files hold {layout.streams}"
             )
         most = (
-            MAX_STREAM_BYTES_PER_SYMBOL * layout.symbols(stream.height, stream.width, self.stride)
+            MAX_STREAM_BYTES_PER_SYMBOL
+            * layout.symbols(stream.height, stream.width, self.stride, stream.padding)
             + RANS_FLUSH
         )
         for k, data in enumerate(stream.streams):
@@ -356,7 +399,7 @@ class BitstreamCodec:
 
     def _padded(self, stream: Bitstream) -> list[bytes]:
         """Streams followed by enough zeros that the decoder never reads past them."""
-        symbols = self.layout.symbols(stream.height, stream.width, self.stride)
+        symbols = self.layout.symbols(stream.height, stream.width, self.stride, stream.padding)
         return [
             data
             + bytes(
@@ -375,7 +418,7 @@ class BitstreamCodec:
         streams = [self._parse(d) for d in data]
         groups: dict[tuple, list[int]] = {}
         for i, s in enumerate(streams):
-            key = (s.height, s.width, json.dumps(s.shape)) if self.codes_batches else i
+            key = (s.height, s.width, s.padding, json.dumps(s.shape)) if self.codes_batches else i
             groups.setdefault(key, []).append(i)
         images: list[Tensor] = [torch.empty(0)] * len(streams)
         for indices in groups.values():
@@ -396,7 +439,7 @@ class BitstreamCodec:
         strings = [[p[k] for p in padded] for k in range(len(first.streams))]
         with torch.autocast(self.device.type, enabled=False):
             x_hat = self.model.decompress(strings, first.shape)["x_hat"]
-        return x_hat[..., : first.height, : first.width].clamp(0, 1)
+        return crop_image(x_hat, first.height, first.width, self.stride, first.padding).clamp(0, 1)
 
 
 def _largest_tensor(model: CompressionModel, strings: list, shape: object) -> int:
@@ -429,6 +472,13 @@ def _plain(shape: object) -> object:
 def bitstream_bpp(data: bytes, height: int, width: int) -> float:
     """Rate of a container file over the unpadded image: 8 * bytes / (H * W)."""
     return 8 * len(data) / (height * width)
+
+
+def payload_bpp(data: bytes) -> float:
+    """Rate of a container's entropy-coded strings over the unpadded image (the field's
+    rate: CompressAI eval_model's 8 * sum of string bytes / (H * W))."""
+    stream = Bitstream.from_bytes(data)
+    return 8 * stream.payload_bytes / (stream.height * stream.width)
 
 
 MAX_BYTES_PER_PIXEL = 4  # above raw 24-bit RGB: no real .lic file comes near it

@@ -44,6 +44,29 @@ def verify(source: DataSource, folder: Path) -> list[str]:
     return bad
 
 
+def require_exact_set(name: str, folder: str | Path, why: str) -> None:
+    """UsageError unless `folder`'s images are exactly the catalog set `name` (by their
+    pixels: file names and PNG encodings may differ): `why` says who needs it."""
+    from lic.data.images import list_images
+
+    source = SOURCES[name]
+    paths = list_images(folder)
+    wanted = set(source.files.values())
+    found = set()
+    for path in paths:
+        try:
+            found.add(pixel_sha256(path))
+        except (OSError, ValueError):
+            continue
+    if len(paths) != len(wanted) or found != wanted:
+        label = name.capitalize()
+        raise UsageError(
+            f"{why} is measured on the {len(wanted)} {label} images; {folder} holds "
+            f"{len(paths)} image(s), {len(found & wanted)} of them {label}'s "
+            f"(`lic data fetch {name}` downloads the set)"
+        )
+
+
 def fetch(name: str, folder: Path | None = None) -> Path:
     """Fetch the catalog's set `name` into `folder` (default: `default_folder(name)`)."""
     source = SOURCES.get(name)

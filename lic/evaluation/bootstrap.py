@@ -11,7 +11,8 @@ Each resample recomputes the metric from the per-image state the task's accumula
 for metrics that are functions of per-image totals (means, confusion matrices, answer
 tallies) that is one matrix product per block (`lic.tasks.base.TableAccumulator`); COCO mAP
 runs one COCOeval `accumulate` per resample and is capped at its accumulator's
-`max_resamples` (200). The rate of a resample is the mean bpp of the drawn images. BD
+`max_resamples` (200). The rate of a resample is the mean bpp of the drawn images, weighted
+as the run's `--rate-mean` says (by pixels: total bits over total pixels drawn). BD
 values are recomputed on every resample in one vectorised PCHIP pass (`bd.bd_many`).
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 
 from lic.evaluation.bd import bd_many
-from lic.evaluation.per_image import per_image_rows
+from lic.evaluation.per_image import ImageRates, per_image_rows
 from lic.tasks.base import Accumulator, Task
 
 LEVEL = 0.95
@@ -46,22 +47,26 @@ def resample_cell(
     task_ids: Sequence[str],
     resamples: int,
     seed: int,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """metric -> (B,) values of one cell on each resample (and 'bpp' when the cell has a
-    rate); B is `resamples`, or the accumulator's `max_resamples` if smaller."""
+    rate, its images weighted by `weights`, equally without); B is `resamples`, or the
+    accumulator's `max_resamples` if smaller."""
     resamples = min(resamples, getattr(accumulator, "max_resamples", None) or resamples)
     ids = accumulator.image_ids()
     position = {image: i for i, image in enumerate(task_ids)}
     columns = np.asarray([position[image] for image in ids], dtype=np.int64)
     metrics = accumulator.resampler()
     bpp = np.asarray([image_bpp[i] for i in ids], dtype=float) if image_bpp else None
+    weight = np.asarray([weights[i] for i in ids] if weights else np.ones(len(ids)), dtype=float)
     parts: dict[str, list[np.ndarray]] = {}
     for counts in draw_blocks(len(task_ids), resamples, seed):
         cell_counts = counts[:, columns]
         values = dict(metrics(cell_counts))
         if bpp is not None:
-            drawn = cell_counts.sum(1)
-            values["bpp"] = np.where(drawn > 0, cell_counts @ bpp / np.maximum(drawn, 1), math.nan)
+            drawn = cell_counts @ weight
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values["bpp"] = np.where(drawn > 0, cell_counts @ (bpp * weight) / drawn, math.nan)
         for name, value in values.items():
             parts.setdefault(name, []).append(np.asarray(value, dtype=float))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -104,15 +109,18 @@ def add_intervals(
     cell: dict,
     task: Task,
     accumulator: Accumulator,
-    image_bpp: dict[str, float],
+    rates: ImageRates,
     resamples: int,
     seed: int,
+    rate_mean: str = "images",
 ) -> None:
     """Attach to a cell (in memory) its per-image rows, its resampled metrics and bpp
-    (`resamples`) and the interval of every metric (`ci`); `resamples` 0: no intervals."""
-    cell["per_image"] = per_image_rows(cell["meta"], accumulator, image_bpp)
+    (`resamples`, the rate averaged as `rate_mean`) and the interval of every metric (`ci`);
+    `resamples` 0: no intervals."""
+    cell["per_image"] = per_image_rows(cell["meta"], accumulator, rates)
     if resamples <= 0:
         return
     task_ids = [task.sample_id(i) for i in range(len(task))]
-    cell["resamples"] = resample_cell(accumulator, image_bpp, task_ids, resamples, seed)
+    weights = rates.weights(rate_mean)
+    cell["resamples"] = resample_cell(accumulator, rates.bpp, task_ids, resamples, seed, weights)
     cell["ci"] = {name: interval(values) for name, values in cell["resamples"].items()}

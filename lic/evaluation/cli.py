@@ -29,8 +29,9 @@ from lic.evaluation.parallel import (
 passive_openmp_waits()  # before torch loads: the model's threads share the cores with coders
 
 from lic.codecs.classical import CLASSICAL_CODECS, classical_codec  # noqa: E402
+from lic.codecs.padding import PADDINGS  # noqa: E402
 from lic.errors import UsageError, run_entry_point  # noqa: E402
-from lic.evaluation.config import EvalConfig  # noqa: E402
+from lic.evaluation.config import RATE_MEANS, EvalConfig  # noqa: E402
 from lic.metrics.options import add_option_flag, metric_options  # noqa: E402
 
 
@@ -143,7 +144,27 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
         "--anchor",
         metavar="CURVE",
         help="the curve BD numbers refer to: a baseline (jpeg), a zoo entry "
-        "(compressai:NAME[:METRIC]) or CODEC/OBJECTIVE; default each codec's mse curve",
+        "(compressai:NAME[:METRIC]), CODEC/OBJECTIVE, or a published Kodak curve "
+        "(published:vtm; `lic curves` lists them; fidelity on the 24 Kodak images only); "
+        "default each codec's mse curve",
+    )
+    p.add_argument(
+        "--published",
+        nargs="+",
+        metavar="NAME",
+        help="published Kodak curves drawn on the fidelity plots (e.g. vtm mlicpp)",
+    )
+    p.add_argument(
+        "--pad",
+        choices=PADDINGS,
+        help="how learned codecs pad images: zeros (default: CompressAI eval_model's, centred "
+        "to a multiple of 64) or replicate (edges repeated bottom-right to the stride)",
+    )
+    p.add_argument(
+        "--rate-mean",
+        choices=RATE_MEANS,
+        help="a point's bpp: the mean of per-image bpp (images, default, as CompressAI) or "
+        "total bits over total pixels (pixels, as MPEG's machine-vision test conditions)",
     )
     p.add_argument(
         "--metrics",
@@ -264,7 +285,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         values["progress"] = False
     same_name = ("out", "limit", "anchor", "metrics", "batch_size", "workers", "device")
     same_name += ("threads", "coding", "estimate_rate", "task_model", "task_weights", "bootstrap")
-    same_name += ("bootstrap_seed", "seed_protocol")
+    same_name += ("bootstrap_seed", "seed_protocol", "published", "pad", "rate_mean")
     values.update({k: getattr(args, k) for k in same_name if getattr(args, k) is not None})
     if not values.get("tasks"):
         raise UsageError("give --task (or --config)")

@@ -17,18 +17,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
-from lic.codecs.io import pad_to_stride
+from lic.codecs.io import crop_image, pad_image
+from lic.codecs.padding import PADDINGS
 from lic.errors import LicError, UsageError, exit_code
 from lic.losses import estimated_bits
 from lic.metrics.objective import objective_name
 
 ZOO_PREFIX = "compressai:"
+
+
+class Bits(NamedTuple):
+    """What one coded image costs: the entropy-coded payload (the rate the field reports,
+    CompressAI eval_model's count) and the whole file (lic's container, a classical codec's
+    file: then both are the file). `file` is None for likelihood estimates (no file)."""
+
+    payload: float
+    file: float | None
 
 
 class Coder(ABC):
@@ -46,10 +57,10 @@ class Coder(ABC):
         """Unique, file-name-safe identity of this point (checkpoint contents included)."""
 
     @abstractmethod
-    def roundtrip(self, image: Tensor) -> tuple[Tensor, float | None]:
+    def roundtrip(self, image: Tensor) -> tuple[Tensor, Bits | None]:
         """(3, H, W) in [0, 1] -> (decoded (3, H, W), bits or None when uncompressed)."""
 
-    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float | None]]:
+    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, Bits | None]]:
         """`roundtrip` of each image; learned codecs code images of one size together."""
         return [self.roundtrip(image) for image in images]
 
@@ -104,9 +115,9 @@ class ClassicalCoder(Coder):
     def meta(self) -> dict:
         return super().meta() | {"settings": self.spec.options(self.quality)}
 
-    def roundtrip(self, image: Tensor) -> tuple[Tensor, float]:
+    def roundtrip(self, image: Tensor) -> tuple[Tensor, Bits]:
         decoded, size = self.spec.roundtrip(image.cpu(), self.quality)
-        return decoded, 8.0 * size
+        return decoded, Bits(8.0 * size, 8.0 * size)
 
 
 class CoderSetupError(LicError):
@@ -123,13 +134,21 @@ class CoderSetupError(LicError):
 
 class LearnedCoder(Coder):
     """A CompressAI-style model: real bitstreams (default) or likelihood estimates of the
-    rate; images are padded to the codec's stride and cropped back. Subclasses `build` the
-    eval-mode codec; it is built once, on first use, in the process that codes (thread-safe:
-    a worker may build it in the background while it loads other images)."""
+    rate; images are padded (`padding`, lic.codecs.io.PADDINGS: eval_model's zeros by
+    default) and cropped back. Subclasses `build` the eval-mode codec; it is built once, on
+    first use, in the process that codes (thread-safe: a worker may build it in the
+    background while it loads other images)."""
 
-    def __init__(self, estimate_rate: bool = False, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        estimate_rate: bool = False,
+        device: str | torch.device = "cpu",
+        padding: str = "zeros",
+    ) -> None:
+        if padding not in PADDINGS:
+            raise UsageError(f"--pad {padding}: one of {', '.join(PADDINGS)}")
         self.rate_source = "estimate" if estimate_rate else "bitstream"
-        self.device = device
+        self.device, self.padding = device, padding
         self._model: torch.nn.Module | None = None
         self._bitstreams = None
         self._error: CoderSetupError | None = None
@@ -149,7 +168,7 @@ class LearnedCoder(Coder):
 
                     model = self.build()
                     if self.rate_source != "estimate":
-                        self._bitstreams = BitstreamCodec(model)
+                        self._bitstreams = BitstreamCodec(model, padding=self.padding)
                     self.stride, self._model = codec_stride(model), model
                 except Exception as err:
                     text = str(err) if isinstance(err, LicError) else f"{type(err).__name__}: {err}"
@@ -185,7 +204,10 @@ class LearnedCoder(Coder):
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, float]]:
+    def meta(self) -> dict:
+        return super().meta() | {"padding": self.padding}
+
+    def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, Bits]]:
         """Real bitstreams, one compress() and one decompress() call per image size: the
         transforms run batched on the codec's device; decoded images stay there."""
         if self.bitstreams is None:
@@ -198,20 +220,26 @@ class LearnedCoder(Coder):
             data = self.bitstreams.encode_batch(torch.stack([images[i] for i in indices]))
             decoded = self.bitstreams.decode_batch(data)
             for i, image, d in zip(indices, decoded, data, strict=True):
-                results[i] = (image, 8.0 * len(d))
+                results[i] = (image, container_bits(d))
         return results
 
     @torch.inference_mode()
-    def roundtrip(self, image: Tensor) -> tuple[Tensor, float]:
+    def roundtrip(self, image: Tensor) -> tuple[Tensor, Bits]:
         h, w = image.shape[-2:]
         if self.bitstreams is not None:
             data = self.bitstreams.encode(image)
-            return self.bitstreams.decode(data)[0].cpu(), 8.0 * len(data)
+            return self.bitstreams.decode(data)[0].cpu(), container_bits(data)
         device = next(self.model.parameters()).device
-        out = self.model(pad_to_stride(image[None].to(device), self.stride))
-        return out["x_hat"][0, :, :h, :w].clamp(0, 1).cpu(), float(
-            estimated_bits(out["likelihoods"])
-        )
+        out = self.model(pad_image(image[None].to(device), self.stride, self.padding))
+        decoded = crop_image(out["x_hat"][0], h, w, self.stride, self.padding)
+        return decoded.clamp(0, 1).cpu(), Bits(float(estimated_bits(out["likelihoods"])), None)
+
+
+def container_bits(data: bytes) -> Bits:
+    """A lic container's payload (its entropy-coded strings) and whole size, in bits."""
+    from lic.codecs.io import Bitstream
+
+    return Bits(8.0 * Bitstream.from_bytes(data).payload_bytes, 8.0 * len(data))
 
 
 class CheckpointCoder(LearnedCoder):
@@ -225,8 +253,9 @@ class CheckpointCoder(LearnedCoder):
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
         meta: tuple[str, float | None] | None = None,
+        padding: str = "zeros",
     ) -> None:
-        super().__init__(estimate_rate, device)
+        super().__init__(estimate_rate, device, padding)
         self.path = Path(path)
         objective, lmbda = meta or (None, None)
         info, self._state = read_checkpoint(self.path, lmbda=lmbda, distortion=objective)
@@ -243,7 +272,8 @@ class CheckpointCoder(LearnedCoder):
 
     @property
     def key(self) -> str:
-        return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}-{self._digest}"
+        pad = "" if self.padding == "zeros" else f"-{self.padding}"
+        return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}{pad}-{self._digest}"
 
     def meta(self) -> dict:
         return super().meta() | {"checkpoint": str(self.path), "distortion": self.distortion}
@@ -305,10 +335,11 @@ class ZooCoder(LearnedCoder):
         quality: int,
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
+        padding: str = "zeros",
     ) -> None:
         from lic.codecs.checkpoint import require_zoo_weights
 
-        super().__init__(estimate_rate, device)
+        super().__init__(estimate_rate, device, padding)
         require_zoo_weights(entry.name, quality, entry.metric)
         self.entry = entry
         self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
@@ -330,7 +361,8 @@ class ZooCoder(LearnedCoder):
     @property
     def key(self) -> str:
         name = self.codec.removeprefix(ZOO_PREFIX)
-        return f"zoo-{name}-{self.objective}-q{self.quality}-{self.rate_source}"
+        pad = "" if self.padding == "zeros" else f"-{self.padding}"
+        return f"zoo-{name}-{self.objective}-q{self.quality}-{self.rate_source}{pad}"
 
 
 def build_coders(
@@ -340,19 +372,21 @@ def build_coders(
     estimate_rate: bool = False,
     device: str | torch.device = "cpu",
     ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
+    padding: str = "zeros",
 ) -> list[Coder]:
     """The uncompressed reference, every checkpoint or zoo entry (`compressai:...`) and every
     grid point of each classical baseline (its default grid unless `qualities` names one).
-    `ckpt_meta`: (objective, lambda) of checkpoint paths that do not record them."""
+    `ckpt_meta`: (objective, lambda) of checkpoint paths that do not record them; `padding`:
+    how learned codecs pad (lic.codecs.io.PADDINGS)."""
     ckpt_meta = ckpt_meta or {}
     coders: list[Coder] = [Uncompressed()]
     for ckpt in checkpoints:
         if str(ckpt).startswith(ZOO_PREFIX):
             entry = parse_zoo_spec(str(ckpt))
-            coders += [ZooCoder(entry, q, estimate_rate, device) for q in entry.qualities]
+            coders += [ZooCoder(entry, q, estimate_rate, device, padding) for q in entry.qualities]
         else:
             meta = ckpt_meta.get(str(ckpt))
-            coders.append(CheckpointCoder(ckpt, estimate_rate, device, meta))
+            coders.append(CheckpointCoder(ckpt, estimate_rate, device, meta, padding))
     qualities = qualities or {}
     for name in baselines:
         grid = qualities.get(name) or classical_codec(name).qualities

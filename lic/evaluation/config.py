@@ -15,8 +15,15 @@ from typing import Any
 
 import yaml
 
+from lic.codecs.padding import PADDINGS
 from lic.errors import InputError, UsageError
 from lic.evaluation.parallel import AUTO
+
+RATE_MEANS = ("images", "pixels")
+"""How a cell's rate averages its images: `images`, the mean of per-image bpp (CompressAI's
+eval_model, the learned-codec literature); `pixels`, total bits over total pixels (MPEG's
+machine-vision test conditions). They differ when images differ in size."""
+PUBLISHED_PREFIX = "published:"
 
 CONFIG_NAME = "config.yaml"
 
@@ -32,6 +39,10 @@ class EvalConfig:
     `workers` (coding processes), `threads` (the task model's torch threads) and
     `batch_size` (images per task-model call) are numbers or `auto`
     (`lic.evaluation.parallel.plan_threads`: chosen from the cores and device).
+    The rate convention (docs/conventions.md): `pad` is how learned codecs pad (`zeros`,
+    CompressAI eval_model's, or `replicate`); `rate_mean` how a cell's bpp averages its images
+    (`images` or `pixels`). `anchor` may name a published curve (`published:vtm`, fidelity
+    only, on the 24 Kodak images), `published` names published curves drawn on its plots.
     """
 
     checkpoints: list[str] = field(default_factory=list)
@@ -42,6 +53,9 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=list)
     qualities: dict[str, list[int]] = field(default_factory=dict)
     anchor: str | None = None
+    published: list[str] = field(default_factory=list)
+    pad: str = "zeros"
+    rate_mean: str = "images"
     bootstrap: int = 1000
     bootstrap_seed: int = 0
     seed_protocol: str = "generate"
@@ -63,7 +77,7 @@ class EvalConfig:
         self.checkpoints = [str(c) for c in self.checkpoints]
         self.tasks, self.out = list(self.tasks), str(self.out)
         self.data_roots = {task: str(root) for task, root in self.data_roots.items()}
-        self.baselines = list(self.baselines)
+        self.baselines, self.published = list(self.baselines), list(self.published)
         self.metrics = list(self.metrics) if self.metrics else None
         missing = [t for t in self.tasks if t not in self.data_roots]
         if missing:
@@ -83,6 +97,18 @@ class EvalConfig:
                 raise UsageError(f"--{flag} {value}: give '{AUTO}' or an integer >= {low}")
         if self.metrics and "fidelity" not in self.tasks:
             raise UsageError("--metrics chooses the fidelity task's metrics; add --task fidelity")
+        for name, value, choices in (
+            ("pad", self.pad, PADDINGS),
+            ("rate-mean", self.rate_mean, RATE_MEANS),
+        ):
+            if value not in choices:
+                raise UsageError(f"--{name} {value}: one of {', '.join(choices)}")
+        uses_published = self.published or (self.anchor or "").startswith(PUBLISHED_PREFIX)
+        if uses_published and "fidelity" not in self.tasks:
+            raise UsageError(
+                "published curves (--anchor published:..., --published) are rate-distortion "
+                "curves: add --task fidelity"
+            )
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}
         self.ckpt_meta = {path: list(label) for path, label in self.ckpt_meta.items()}
 

@@ -41,10 +41,10 @@ from lic.data.images import ImageReadError
 from lic.devices import resolve_device
 from lic.errors import UsageError
 from lic.evaluation.bootstrap import add_intervals
-from lic.evaluation.coders import Coder, CoderSetupError, Uncompressed, build_coders
-from lic.evaluation.config import CONFIG_NAME, EvalConfig
+from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, build_coders
+from lic.evaluation.config import CONFIG_NAME, PUBLISHED_PREFIX, EvalConfig
 from lic.evaluation.parallel import plan_threads, worker_threads
-from lic.evaluation.per_image import images_path, read_images, write_images
+from lic.evaluation.per_image import ImageRates, images_path, read_images, write_images
 from lic.evaluation.references import ReferenceStore, file_digest
 from lic.tasks import Task, create_task
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from lic.evaluation.report import ResultRow
 
 log = logging.getLogger(__name__)
-CELL_FORMAT = 1
+CELL_FORMAT = 2  # 2: bpp is the entropy-coded payload, bpp_file the file (1: the file)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Coded:
     key: str | None = None  # digest of the image file, for tasks that use references
     original: torch.Tensor | None = None  # the prepared original, when its reference is missing
     target: Any = None
-    bits: float | None = None
+    bits: Bits | None = None
     pixels: int = 0
     error: str | None = None
     fatal: CoderSetupError | None = None  # a coder cannot be built: the run stops
@@ -251,7 +251,9 @@ class CellResult:
     seconds: float = 0.0
     records: list[dict] | None = None  # per-question answers of VLM tasks
     accumulator: Any = None  # the merged per-image state (lic.tasks.base.Accumulator)
-    image_bpp: dict[str, float] = field(default_factory=dict)
+    rates: ImageRates = field(default_factory=ImageRates)
+    bpp_file: float | None = None
+    rate_mean: str = "images"
 
     def to_json(self) -> dict:
         return {
@@ -259,6 +261,8 @@ class CellResult:
             "meta": self.meta,
             "metrics": self.metrics,
             "bpp": self.bpp,
+            "bpp_file": self.bpp_file,
+            "rate_mean": self.rate_mean,
             "n_images": self.n_images,
             "n_failed": len(self.failures),
             "failures": self.failures,
@@ -384,18 +388,20 @@ def run_cell(
             bits += other["bits"]
             failures += other["failures"]
             n_ok += other["n_ok"]
-    image_bpp = {sample_id: b / p for b, p, sample_id in bits}
-    bpp = sum(b / p for b, p, _ in bits) / len(bits) if bits else None
+    rates = ImageRates()
+    for (payload, file), pixels, sample_id in bits:
+        rates.add(sample_id, payload, file, pixels)
     return CellResult(
         meta={**coder.meta(), **task.description()},
         metrics=accumulator.compute(),
-        bpp=bpp,
+        bpp=rates.mean("images"),  # as stored; reports average as the run's --rate-mean says
+        bpp_file=rates.mean("images", file=True),
         n_images=n_ok,
         failures=sorted(failures),
         seconds=time.perf_counter() - start,
         records=accumulator.records(),
         accumulator=accumulator,
-        image_bpp=image_bpp,
+        rates=rates,
     )
 
 
@@ -411,12 +417,14 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[ResultRow]:
             "task": meta["task"],
             "metric": metric,
             "bpp": cell["bpp"],
+            "bpp_file": cell["bpp_file"],
             "value": cell["metrics"][metric],
             "ci_low": cell.get("ci", {}).get(metric, (None, None))[0],
             "ci_high": cell.get("ci", {}).get(metric, (None, None))[1],
             "n_images": cell["n_images"],
             "n_failed": cell["n_failed"],
             "rate_source": meta["rate_source"],
+            "padding": meta.get("padding"),
             "checkpoint": meta.get("checkpoint"),
         }
         for metric in task_metrics
@@ -443,15 +451,15 @@ def read_cell(path: Path) -> dict | None:
     return cell
 
 
-def reuse_cell(path: Path, meta: dict, task: Task) -> tuple[dict, Any, dict] | None:
-    """A finished cell of this `meta` with its per-image state (accumulator, bpp per image),
-    or None when it must be computed (absent, another setting, or no per-image state)."""
+def reuse_cell(path: Path, meta: dict, task: Task) -> tuple[dict, Any, ImageRates] | None:
+    """A finished cell of this `meta` with its per-image state (accumulator, rates), or None
+    when it must be computed (absent, another setting, or no per-image state)."""
     cell = read_cell(path)
     if cell is None or cell["meta"] != meta:
         return None
     accumulator = task.new_accumulator()
-    image_bpp = read_images(images_path(path), accumulator)
-    return None if image_bpp is None else (cell, accumulator, image_bpp)
+    rates = read_images(images_path(path), accumulator)
+    return None if rates is None else (cell, accumulator, rates)
 
 
 def failed_images(rows: Sequence[dict]) -> int:
@@ -465,9 +473,19 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     the resolved `config.yaml`. Give an EvalConfig or its fields as keywords. `coding`: see
     `evaluate_cell`; with `workers=0` images are coded on `device` anyway. `anchor`: the curve
     BD numbers refer to (`report.resolve_anchor`; default each codec's mse curve)."""
-    from lic.evaluation.report import resolve_anchor, write_reports
+    from lic.evaluation.report import (
+        published_points,
+        rate_convention,
+        resolve_anchor,
+        write_reports,
+    )
 
     config = dataclasses.replace(config, **options) if config else EvalConfig(**options)
+    published = [*config.published]
+    if (config.anchor or "").startswith(PUBLISHED_PREFIX):
+        published.append(config.anchor)
+    if published:
+        require_published_data(config, published)
     out = Path(config.out)
     try:
         (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -490,6 +508,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         config.estimate_rate,
         codec_device,
         ckpt_meta,
+        config.pad,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
     threads = torch.get_num_threads()
@@ -500,10 +519,33 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         torch.set_num_threads(threads)
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:
+        convention = rate_convention(config.pad, config.rate_mean, config.estimate_rate)
         write_reports(
-            out, rows, [cell for cell, _ in cells], use_wandb=config.use_wandb, anchor=anchor_curve
+            out,
+            rows,
+            [cell for cell, _ in cells],
+            use_wandb=config.use_wandb,
+            anchor=anchor_curve,
+            convention=convention,
+            published=published_points(published, rows),
         )
     return rows
+
+
+def require_published_data(config: EvalConfig, names: Sequence[str]) -> None:
+    """Published curves (known `names`) are Kodak curves: the fidelity task must see exactly
+    the 24 Kodak images (by their pixels), or the run stops before it codes anything."""
+    from lic.data.catalog import SOURCES
+    from lic.data.fetch import require_exact_set
+    from lic.evaluation.curves import load_catalogue, published_record
+
+    catalogue = load_catalogue()
+    for name in names:
+        published_record(name.removeprefix(PUBLISHED_PREFIX), catalogue)
+    why = "--anchor/--published: a published curve"
+    if config.limit is not None and config.limit < len(SOURCES["kodak"].files):
+        raise UsageError(f"{why} is measured on all 24 Kodak images; drop --limit")
+    require_exact_set("kodak", config.data_roots["fidelity"], why)
 
 
 def evaluate_tasks(
@@ -543,10 +585,19 @@ def evaluate_tasks(
             for coder, result in zip(pending, results, strict=True):
                 done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
         for coder in coders:
-            cell, accumulator, image_bpp = done[coder.key]
+            cell, accumulator, rates = done[coder.key]
+            cell["bpp"] = rates.mean(config.rate_mean)  # from the per-image state, as asked
+            cell["bpp_file"] = rates.mean(config.rate_mean, file=True)
+            cell["rate_mean"] = config.rate_mean
             if rank == 0:
                 add_intervals(
-                    cell, task, accumulator, image_bpp, config.bootstrap, config.bootstrap_seed
+                    cell,
+                    task,
+                    accumulator,
+                    rates,
+                    config.bootstrap,
+                    config.bootstrap_seed,
+                    config.rate_mean,
                 )
         cells += [(done[coder.key][0], task.metrics) for coder in coders]
     return cells
@@ -560,19 +611,19 @@ def reference_first(coders: Sequence[Coder]) -> list[Coder]:
 
 def write_cell(
     task: Task, coder: Coder, result: CellResult, path: Path, references: ReferenceStore | None
-) -> tuple[dict, Any, dict]:
+) -> tuple[dict, Any, ImageRates]:
     """Write a cell, its per-image results and new reference outputs (on rank 0); return
-    (cell JSON, accumulator, bpp per image)."""
+    (cell JSON, accumulator, per-image rates)."""
     cell = result.to_json()
     if _distributed()[0] == 0:
         if references is not None:
             references.save()
         if result.records is not None:
             write_records(path.parent.parent / "answers" / path.with_suffix(".jsonl").name, result)
-        write_images(images_path(path), result.accumulator, result.image_bpp)
+        write_images(images_path(path), result.accumulator, result.rates)
         write_text_atomic(path, json.dumps(cell, indent=1))
         log_cell(task.name, coder.key, result)
-    return cell, result.accumulator, result.image_bpp
+    return cell, result.accumulator, result.rates
 
 
 def log_cell(task_name: str, key: str, result: CellResult) -> None:

@@ -13,9 +13,10 @@ import numpy as np
 
 from lic.codecs.classical import CLASSICAL_CODECS
 from lic.errors import UsageError
-from lic.evaluation.bd import bd_metric, bd_rate
+from lic.evaluation.bd import MIN_OVERLAP, bd_metric, bd_overlap, bd_rate
 from lic.evaluation.bootstrap import paired_bd
 from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
+from lic.evaluation.curves import PUBLISHED, load_catalogue, load_curve, published_record
 from lic.evaluation.per_image import write_per_image
 from lic.metrics import metric_info
 
@@ -28,13 +29,15 @@ ResultRow = TypedDict(
         "quality": "int | None",  # a classical or zoo codec's quality
         "task": str,
         "metric": str,
-        "bpp": "float | None",  # None for the uncompressed reference
+        "bpp": "float | None",  # payload rate (None for the uncompressed reference)
+        "bpp_file": "float | None",  # whole files (None also for estimated rates)
         "value": float,
         "ci_low": "float | None",  # 95% bootstrap interval over images (None: disabled)
         "ci_high": "float | None",
         "n_images": int,
         "n_failed": int,
         "rate_source": str,  # bitstream, estimate, file size, none
+        "padding": "str | None",  # how a learned codec padded (lic.codecs.padding)
         "checkpoint": "str | None",
     },
 )
@@ -42,13 +45,64 @@ ResultRow = TypedDict(
 COLUMNS = list(ResultRow.__annotations__)
 
 
+def rate_convention(pad: str, rate_mean: str, estimate_rate: bool) -> dict[str, str]:
+    """How this run counts rate, in words (docs/conventions.md): written into results.json,
+    the first lines of summary.md and the plots' axis labels."""
+    return {
+        "bpp": (
+            "likelihood estimate of the entropy-coded payload"
+            if estimate_rate
+            else "entropy-coded payload (8 x string bytes, CompressAI eval_model's count)"
+        )
+        + " / unpadded H x W; classical codecs: the file",
+        "bpp_file": "whole files: lic's .lic container (header, shapes, CRC) or the classical "
+        "file" + ("; empty for estimated rates" if estimate_rate else ""),
+        "rate_mean": {
+            "images": "mean of per-image bpp (CompressAI)",
+            "pixels": "total bits / total pixels (MPEG VCM)",
+        }[rate_mean],
+        "padding": {
+            "zeros": "learned codecs pad zeros, centred, to a multiple of 64 (eval_model)",
+            "replicate": "learned codecs repeat the bottom/right edges to their stride",
+        }[pad],
+        "rates": "estimated (no bitstreams)" if estimate_rate else "real bitstreams",
+    }
+
+
+def rate_axis_label(convention: dict[str, str] | None) -> str:
+    """'bpp (payload, mean over images)'; the plain label without a convention."""
+    if not convention:
+        return "rate (bits per pixel)"
+    kind = "estimated payload" if convention["rates"].startswith("estimated") else "payload"
+    mean = "mean over images" if convention["rate_mean"].startswith("mean") else "bits / pixels"
+    return f"bpp ({kind}, {mean})"
+
+
+def convention_lines(convention: dict[str, str] | None) -> list[str]:
+    """The rate convention as the first lines of summary.md."""
+    if not convention:
+        return []
+    return [
+        f"Rate convention: bpp = {convention['bpp']}; {convention['rate_mean']}; "
+        f"{convention['padding']}; {convention['rates']}. bpp_file (results.csv, "
+        f"per_image.csv) counts {convention['bpp_file']}.",
+        "",
+    ]
+
+
 Curve = tuple[str, str]  # (codec, objective)
 DEFAULT_ANCHOR_OBJECTIVE = "mse"  # BD numbers refer to each codec's MSE-trained curve
 
 
+PUBLISHED_OBJECTIVE = "published"  # the objective of a published curve: (published:NAME, this)
+
+
 def curve_label(curve: Curve) -> str:
-    """'JPEG XL' for a classical codec, 'mbt2018-mean (zoo, mse)', 'mlicpp / mse'."""
+    """'JPEG XL' for a classical codec, 'mbt2018-mean (zoo, mse)', 'mlicpp / mse',
+    'published:vtm'."""
     codec, objective = curve
+    if objective == PUBLISHED_OBJECTIVE:
+        return codec
     if codec in CLASSICAL_CODECS:
         return CLASSICAL_CODECS[codec].label
     if codec.startswith(ZOO_PREFIX):
@@ -62,6 +116,9 @@ def resolve_anchor(spec: str | None, available: list[Curve]) -> Curve | None:
     default (each codec's mse curve)."""
     if spec is None:
         return None
+    if spec.startswith(PUBLISHED):
+        published_record(spec.removeprefix(PUBLISHED), load_catalogue())  # a known name
+        return (spec, PUBLISHED_OBJECTIVE)
     if spec.startswith(ZOO_PREFIX):
         entry = parse_zoo_spec(spec)
         curve = (entry.codec, entry.metric)
@@ -85,6 +142,25 @@ def curves(rows: list[dict]) -> dict[tuple[str, str], dict[Curve, list[tuple[flo
             curve = (row["codec"], row["objective"])
             out[(row["task"], row["metric"])][curve].append((row["bpp"], row["value"]))
     return {k: {curve: sorted(points) for curve, points in v.items()} for k, v in out.items()}
+
+
+def published_points(names: list[str], rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """(fidelity, metric) -> (published:NAME, published) -> sorted (bpp, value) points of
+    each published curve (`names`, with or without the prefix) for every fidelity metric of
+    the run that the curve has; the curves come from lic's catalogue (lic.evaluation.curves)."""
+    catalogue = load_catalogue()
+    metrics = {r["metric"] for r in rows if r["task"] == "fidelity"}
+    out: dict = defaultdict(dict)
+    for name in names:
+        spec = name if name.startswith(PUBLISHED) else PUBLISHED + name
+        record = published_record(spec.removeprefix(PUBLISHED), catalogue)
+        for metric in sorted(metrics):
+            if metric.removesuffix("_db") not in record["points"]:
+                continue  # e.g. MLIC++ publishes PSNR only
+            curve = load_curve(spec, metric)
+            points = sorted(zip(curve.bpp.tolist(), curve.values.tolist(), strict=True))
+            out[("fidelity", metric)][(spec, PUBLISHED_OBJECTIVE)] = points
+    return dict(out)
 
 
 def references(by_curve: dict[Curve, list], anchor: Curve | None) -> dict[str, Curve]:
@@ -153,36 +229,58 @@ def _bd_values(metric: str, reference: list, points: list, resamples: dict) -> d
 
 
 def bd_table(
-    rows: list[dict], anchor: Curve | None = None, cells: list[dict] | None = None
+    rows: list[dict],
+    anchor: Curve | None = None,
+    cells: list[dict] | None = None,
+    published: dict[tuple[str, str], dict] | None = None,
 ) -> list[dict]:
     """BD-rate and BD-metric of every curve against `anchor` (default: the `mse` curve of the
     same codec, or for other codecs of the first codec with one), for every task metric, with
-    paired bootstrap intervals when `cells` carry resamples."""
+    paired bootstrap intervals when `cells` carry resamples. `published` curves
+    (`published_points`) may be the anchor; they are fixed: only the run's side resamples."""
     table = []
     resampled = curve_resamples(cells or [])
     for (task, metric), by_curve in sorted(curves(rows).items()):
         if not metric_info(metric).is_quality:  # POPE's yes-ratio: plotted, no BD numbers
             continue
-        refs = references(by_curve, anchor)
+        fixed = (published or {}).get((task, metric), {})
+        refs = references({**by_curve, **fixed}, anchor)
         if not refs:
             continue
+        by_curve = {**by_curve, **fixed}
         for curve, points in sorted(by_curve.items(), key=lambda item: curve_label(item[0])):
-            reference = refs[curve[0]]
-            if curve == reference:
+            reference = refs.get(curve[0])
+            if reference is None or curve == reference or curve in fixed:
                 continue
-            by_resample = resampled.get((task, metric), {})
+            by_resample = dict(resampled.get((task, metric), {}))
+            if reference in fixed and curve in by_resample:
+                count = len(by_resample[curve][0][0])
+                by_resample[reference] = [
+                    (np.full(count, bpp), np.full(count, value)) for bpp, value in fixed[reference]
+                ]
             pairs = (by_resample.get(reference), by_resample.get(curve))
             pairs_ok = all(
                 p and len(p) == n
                 for p, n in zip(pairs, (len(by_curve[reference]), len(points)), strict=True)
             )
             values = _bd_values(metric, by_curve[reference], points, pairs if pairs_ok else None)
+            overlap = bd_overlap(
+                *zip(*by_curve[reference], strict=True), *zip(*points, strict=True)
+            )
+            if 0 < overlap.fraction < MIN_OVERLAP:
+                values["reasons"].append(
+                    f"the curves overlap on {overlap.fraction:.0%} of their joint quality range "
+                    f"({overlap.low:.4g} to {overlap.high:.4g}): BD-rate speaks for that band only"
+                )
             row = {
                 "task": task,
                 "metric": metric,
                 "curve": curve_label(curve),
                 "reference": curve_label(reference),
                 **{k: v for k, v in values.items() if k != "reasons"},
+                "overlap_low": overlap.low,
+                "overlap_high": overlap.high,
+                "overlap_fraction": overlap.fraction,
                 "points": len(points),
                 "reference_points": len(by_curve[reference]),
             }
@@ -216,7 +314,13 @@ def _point_intervals(rows: list[dict], curve: Curve, metric: str, points: list) 
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
-def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]:
+def plot(
+    rows: list[dict],
+    out: Path,
+    anchor: Curve | None = None,
+    convention: dict[str, str] | None = None,
+    published: dict[tuple[str, str], dict] | None = None,
+) -> list[Path]:
     """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline,
     each point with its 95% bootstrap interval; the curves BD numbers refer to dashed.
     Figures are drawn without pyplot (no GUI backend, no global figure state; its import
@@ -255,6 +359,10 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                         elinewidth=0.8,
                         capsize=2,
                     )
+            for curve, points in (published or {}).get((task, metric), {}).items():
+                rate, value = zip(*points, strict=True)
+                ax.plot(rate, value, "--", color="0.55", marker=".", markersize=4, linewidth=1,
+                        label=curve_label(curve))  # fmt: skip
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
                     if metric_info(metric).full_reference:  # a perfect score, not a level
@@ -271,7 +379,7 @@ def plot(rows: list[dict], out: Path, anchor: Curve | None = None) -> list[Path]
                     fontsize=7,
                     color="gray",
                 )
-            ax.set_xlabel("rate (bits per pixel)")
+            ax.set_xlabel(rate_axis_label(convention))
             ax.set_ylabel(metric_info(metric).label())
             ax.set_title(f"{task}: {metric_info(metric).display}")
             ax.grid(alpha=0.3)
@@ -310,11 +418,16 @@ def _finite(*values) -> bool:
 
 
 def markdown(
-    rows: list[dict], bd: list[dict], cells: list[dict], anchor: Curve | None = None
+    rows: list[dict],
+    bd: list[dict],
+    cells: list[dict],
+    anchor: Curve | None = None,
+    convention: dict[str, str] | None = None,
 ) -> str:
     lines = [
         "# Rate-task results",
         "",
+        *convention_lines(convention),
         "Values with their 95% percentile bootstrap interval over images, [low, high].",
         "",
         "| task | metric | codec | objective | lambda / quality | bpp | value [95% CI] | n "
@@ -365,8 +478,12 @@ def write_reports(
     cells: list[dict],
     use_wandb: bool = False,
     anchor: Curve | None = None,
+    convention: dict[str, str] | None = None,
+    published: dict[tuple[str, str], dict] | None = None,
 ) -> None:
-    """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`."""
+    """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`, each
+    stating the rate `convention` (`rate_convention`); `published` curves
+    (`published_points`) are drawn on the plots and may be the anchor."""
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -376,8 +493,9 @@ def write_reports(
         for c in cells
         for e in c["failures"]
     ]
-    (out / "results.json").write_text(json.dumps({"rows": rows, "failures": failures}, indent=1))
-    bd = bd_table(rows, anchor, cells)
+    results = {"convention": convention, "rows": rows, "failures": failures}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    bd = bd_table(rows, anchor, cells, published)
     write_per_image(out / "per_image.csv", [r for cell in cells for r in cell.get("per_image", ())])
     with (out / "bd.csv").open("w", newline="") as f:
         writer = csv.DictWriter(
@@ -393,6 +511,9 @@ def write_reports(
                 "bd_metric",
                 "bd_metric_ci_low",
                 "bd_metric_ci_high",
+                "overlap_low",
+                "overlap_high",
+                "overlap_fraction",
                 "points",
                 "reference_points",
                 "note",
@@ -400,8 +521,8 @@ def write_reports(
         )
         writer.writeheader()
         writer.writerows(bd)
-    plots = plot(rows, out, anchor)
-    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor))
+    plots = plot(rows, out, anchor, convention, published)
+    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor, convention))
     if use_wandb:
         import wandb
 

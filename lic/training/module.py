@@ -14,7 +14,7 @@ from lic.codecs.checkpoint import (
     init_codec_weights,
     load_codec_state,
 )
-from lic.codecs.io import BitstreamCodec, bitstream_bpp, pad_to_stride
+from lic.codecs.io import BitstreamCodec, pad_to_stride, payload_bpp
 from lic.codecs.registry import codec_stride, create_codec
 from lic.errors import LicError
 from lic.losses import RateDistortionLoss
@@ -172,7 +172,7 @@ class CodecModule(L.LightningModule):
             if min(h, w) >= metric_spec(name).min_side:
                 logs[f"val/{name}"] = self.metrics[name](x, out["x_hat"]).mean()
         if self._bitstream_codec is not None:
-            real = [bitstream_bpp(self._bitstream_codec.encode(img), h, w) for img in x]
+            real = [payload_bpp(self._bitstream_codec.encode(img)) for img in x]
             logs["val/bpp_real"] = torch.tensor(real).mean()
         self.log_dict(logs, batch_size=n, sync_dist=True)
         return {"x_hat": out["x_hat"]}
