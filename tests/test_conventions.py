@@ -274,3 +274,6 @@ def test_published_anchor_gives_bd_with_run_side_intervals(folder, tmp_path, mon
     low, high = float(jpeg["bd_rate_ci_low"]), float(jpeg["bd_rate_ci_high"])
     assert low < float(jpeg["bd_rate_percent"]) < high  # the run's side resampled
     assert (tmp_path / "rate_task_fidelity.png").stat().st_size > 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "- `published:vtm`: VTM" in summary and "InterDigitalInc/CompressAI@" in summary
+    assert "- `published:mlicpp`: MLIC++" in summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections import defaultdict
@@ -161,6 +162,23 @@ def published_points(names: list[str], rows: list[dict]) -> dict[tuple[str, str]
             points = sorted(zip(curve.bpp.tolist(), curve.values.tolist(), strict=True))
             out[("fidelity", metric)][(spec, PUBLISHED_OBJECTIVE)] = points
     return dict(out)
+
+
+def published_lines(published: dict[tuple[str, str], dict] | None) -> list[str]:
+    """Where each published curve of a run comes from and how it counts rate (summary.md)."""
+    names = sorted({codec for by_curve in (published or {}).values() for codec, _ in by_curve})
+    if not names:
+        return []
+    catalogue = load_catalogue()
+    lines = ["Published curves (lic/data/published, fixed points, no intervals):", ""]
+    for name in names:
+        record = published_record(name.removeprefix(PUBLISHED), catalogue)
+        source = record["source"]
+        lines.append(
+            f"- `{name}`: {record['label']}; {source['repository']}@{source['commit'][:7]} "
+            f"{source['file']} ({source['licence']}); rate: {record['rate']}"
+        )
+    return [*lines, ""]
 
 
 def references(by_curve: dict[Curve, list], anchor: Curve | None) -> dict[str, Curve]:
@@ -359,9 +377,10 @@ def plot(
                         elinewidth=0.8,
                         capsize=2,
                     )
-            for curve, points in (published or {}).get((task, metric), {}).items():
+            fixed = (published or {}).get((task, metric), {})
+            for (curve, points), marker in zip(fixed.items(), itertools.cycle("x+^v.")):
                 rate, value = zip(*points, strict=True)
-                ax.plot(rate, value, "--", color="0.55", marker=".", markersize=4, linewidth=1,
+                ax.plot(rate, value, "--", color="0.5", marker=marker, markersize=4, linewidth=1,
                         label=curve_label(curve))  # fmt: skip
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
@@ -423,11 +442,13 @@ def markdown(
     cells: list[dict],
     anchor: Curve | None = None,
     convention: dict[str, str] | None = None,
+    published: dict[tuple[str, str], dict] | None = None,
 ) -> str:
     lines = [
         "# Rate-task results",
         "",
         *convention_lines(convention),
+        *published_lines(published),
         "Values with their 95% percentile bootstrap interval over images, [low, high].",
         "",
         "| task | metric | codec | objective | lambda / quality | bpp | value [95% CI] | n "
@@ -522,7 +543,7 @@ def write_reports(
         writer.writeheader()
         writer.writerows(bd)
     plots = plot(rows, out, anchor, convention, published)
-    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor, convention))
+    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor, convention, published))
     if use_wandb:
         import wandb
 
