@@ -156,3 +156,66 @@ def test_mutations_are_deterministic():
     two = _mutations(real, np.random.default_rng(SEED))
     assert one == two and len(one) == 350
     torch.manual_seed(0)  # (nothing random left behind for other tests)
+
+
+# ---- received result folders: cells, per-image states and reference caches ---------------
+def _received_run(images, out, ckpt) -> dict:
+    """One consistency run (references cached) -> (codec, metric) -> (value, bpp)."""
+    import warnings
+
+    from lic.evaluation import run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rows = run(
+            checkpoints=[str(ckpt)],
+            tasks=["consistency"],
+            data_roots={"consistency": str(images)},
+            out=out,
+            task_model="resnet18",
+            task_weights="none",
+            workers=0,
+            device="cpu",
+            progress=False,
+            bootstrap=0,
+        )
+    return {(r["codec"], r["metric"]): (r["value"], r["bpp"]) for r in rows}
+
+
+def _mutate(data: bytes, rng: np.random.Generator, kind: str) -> bytes:
+    if kind == "truncate":
+        return data[: int(rng.integers(0, max(1, len(data))))]
+    if kind == "flip":
+        flipped = bytearray(data)
+        for i in rng.integers(0, len(data), size=4):
+            flipped[i] ^= 1 << int(rng.integers(0, 8))
+        return bytes(flipped)
+    return data + bytes(70 * 2**20)  # oversize: past every cap of a two-image run
+
+
+@pytest.mark.slow
+def test_received_folder_mutations_are_reused_recomputed_or_refused(tmp_path, caplog):
+    """Every read-back file of a result folder, truncated, bit-flipped or oversized: the
+    re-run reports the clean numbers (reused or recomputed), never crashes and writes only
+    inside --out."""
+    from conftest import save_rgb
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(2):
+        save_rgb(images / f"im{seed}.png", photo_like(96, 128, seed=seed))
+    ckpt = write_codec_checkpoint(tmp_path / "codec.ckpt", seed=0)
+    out = tmp_path / "received" / "out"
+    clean = _received_run(images, out, ckpt)
+    files = sorted(p for p in out.rglob("*") if p.parent.name in ("cells", "references"))
+    assert {p.suffix for p in files} >= {".json", ".gz", ".pt"}
+    pristine = {p: p.read_bytes() for p in files}
+    rng = np.random.default_rng(SEED)
+    outside = sorted(p for p in tmp_path.rglob("*") if out not in p.parents and p != out)
+    for path in files:
+        for kind in ("truncate", "flip", "oversize"):
+            for p, data in pristine.items():
+                p.write_bytes(data)
+            path.write_bytes(_mutate(pristine[path], rng, kind))
+            assert _received_run(images, out, ckpt) == clean, (path.name, kind)
+    assert sorted(p for p in tmp_path.rglob("*") if out not in p.parents and p != out) == outside

@@ -7,6 +7,8 @@ the codec under `codec.` (never the frozen metric networks).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lic.codecs.mlicpp.official import official_hparams, official_state_dict
+from lic.data.files import safe_name
 from lic.errors import InputError
 from lic.weights import require_hub_file
 
@@ -184,13 +187,40 @@ def read_checkpoint(
         raise ValueError(f"{path} is a '{hparams['codec']}' checkpoint, not '{expect_codec}'")
     state = official if official is not None else codec_state_dict(ckpt["state_dict"])
     info = CheckpointInfo(
-        hparams["codec"],
+        safe_name(hparams["codec"], f"{path}: codec"),
         dict(hparams.get("codec_args") or {}),
-        hparams.get("lmbda") if hparams.get("lmbda") is not None else lmbda,
+        _lambda(hparams.get("lmbda") if hparams.get("lmbda") is not None else lmbda, path),
         hparams.get("distortion") if hparams.get("distortion") is not None else distortion,
         dict(hparams),
     )
+    if info.distortion is not None:
+        _objective(info.distortion, path)
     return info, state
+
+
+def _lambda(value: object, path: str | Path) -> float | None:
+    """A checkpoint's lambda as a positive finite number (InputError otherwise): it labels
+    curves and names files, so a string such as '0.013/../../X' never gets that far."""
+    if value is None:
+        return None
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise InputError(f"{path}: lambda {value!r} in its metadata is not a positive number")
+    return number
+
+
+def _objective(distortion: object, path: str | Path) -> str:
+    """The objective name of a checkpoint's distortion, checked to be a file-name part."""
+    from lic.metrics.objective import objective_name
+
+    try:
+        name = objective_name(distortion)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise InputError(f"{path}: distortion {distortion!r} in its metadata: {err}") from None
+    return safe_name(name, f"{path}: distortion")
 
 
 def build_codec(info: CheckpointInfo, state: dict, source: str) -> CompressionModel:

@@ -1,15 +1,99 @@
-"""Writing files so that a crash or a second writer never leaves half a file, and planning
-outputs so that no command overwrites an input or an earlier result unasked."""
+"""Writing files so that a crash or a second writer never leaves half a file, planning
+outputs so that no command overwrites an input or an earlier result unasked, and reading
+back what lic wrote as untrusted: names checked before they touch a path (`safe_name`),
+paths kept inside their folder (`inside`), sizes capped while reading (`read_capped`)."""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import json
 import os
+import re
 import secrets
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from lic.errors import UsageError
+from lic.errors import InputError, UsageError
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+"""What a name lic derives from data (a checkpoint's objective, a sweep's name, a label)
+may hold before it becomes part of a file name: no separators, no control characters."""
+READ_CHUNK = 1 << 20
+
+
+class TooLargeError(InputError):
+    """A file lic reads back is larger (or decompresses to more) than a real one can be."""
+
+
+def safe_name(value: object, what: str) -> str:
+    """`value` as a file-name part: InputError (exit 2) unless it is a non-empty string of
+    SAFE_NAME characters other than '.' and '..'."""
+    text = str(value)
+    if not SAFE_NAME.fullmatch(text) or text in (".", ".."):
+        raise InputError(
+            f"{what} {text!r} cannot name a file: use letters, digits and . _ + - only"
+        )
+    return text
+
+
+def sanitised(text: object) -> str:
+    """`text` made a file-name part: every character outside SAFE_NAME becomes '_' (for labels
+    that only name things, such as a checkpoint's file name standing for its objective)."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", str(text)).strip(".")
+    return name or "_"
+
+
+def inside(root: str | Path, path: str | Path) -> Path:
+    """`path` (relative to `root`, or absolute) once it resolves inside `root`; InputError
+    otherwise: no name read from a file may lead a write or read out of its folder."""
+    base = Path(root).resolve()
+    target = (base / path).resolve()
+    if target != base and base not in target.parents:
+        raise InputError(f"{path} resolves outside {root}; refusing to read or write it")
+    return target
+
+
+def read_capped(path: str | Path, cap: int, gzipped: bool = False) -> bytes:
+    """The bytes of `path` (decompressed, when `gzipped`), read in chunks and refused with
+    TooLargeError as soon as they pass `cap`: a gzip bomb never fills memory."""
+    with open(path, "rb") as raw:
+        return _read_stream(gzip.GzipFile(fileobj=raw) if gzipped else raw, cap, path, gzipped)
+
+
+def gunzip_capped(data: bytes, cap: int, name: str | Path) -> bytes:
+    """`gzip.decompress(data)`, refused (TooLargeError naming `name`) past `cap` bytes."""
+    return _read_stream(gzip.GzipFile(fileobj=io.BytesIO(data)), cap, name, True)
+
+
+def _read_stream(stream: BinaryIO, cap: int, name: str | Path, gzipped: bool) -> bytes:
+    chunks, size = [], 0
+    try:
+        while chunk := stream.read(min(READ_CHUNK, cap + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                kind = "decompresses to" if gzipped else "holds"
+                raise TooLargeError(
+                    f"{name} {kind} more than {cap:,} bytes, more than a real one can; "
+                    "it was not written by lic (or is corrupt)"
+                )
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{name}: corrupt or truncated ({err})") from None
+    return b"".join(chunks)
+
+
+def read_json_capped(path: str | Path, cap: int, gzipped: bool = False) -> object:
+    """`read_capped` parsed as JSON; InputError naming the file when it is not JSON."""
+    data = read_capped(path, cap, gzipped)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
 
 
 @contextmanager
@@ -28,14 +112,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes, root: str | Path | None = None) -> Path:
+    """Write `data` to `path` atomically; with `root`, only if `path` resolves inside it."""
+    if root is not None:
+        path = inside(root, path)
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         f.write(data)
     return Path(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode())
+def write_text_atomic(path: str | Path, text: str, root: str | Path | None = None) -> Path:
+    return write_bytes_atomic(path, text.encode(), root)
+
+
+def write_csv_atomic(
+    path: str | Path, rows: Sequence[dict], fieldnames: Sequence[str], root: str | Path | None
+) -> Path:
+    """A CSV of `rows` (missing fields empty), written as `write_text_atomic` writes."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue(), root)
 
 
 def plan_outputs(

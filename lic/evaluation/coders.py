@@ -26,6 +26,7 @@ from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
 from lic.codecs.io import crop_image, pad_image
 from lic.codecs.padding import PADDINGS
+from lic.data.files import sanitised
 from lic.errors import LicError, UsageError, exit_code
 from lic.losses import estimated_bits
 from lic.metrics.objective import objective_name
@@ -259,7 +260,7 @@ class CheckpointCoder(LearnedCoder):
         self.path = Path(path)
         objective, lmbda = meta or (None, None)
         info, self._state = read_checkpoint(self.path, lmbda=lmbda, distortion=objective)
-        label = info.hparams.get("label", self.path.name)
+        label = sanitised(info.hparams.get("label", self.path.name))
         self.info, self.codec = info, info.codec
         self.objective = label if info.distortion is None else objective_name(info.distortion)
         self.lmbda, self.distortion = info.lmbda, info.distortion

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from lic.codecs.padding import PADDINGS
+from lic.data.files import read_capped
 from lic.errors import InputError, UsageError
 from lic.evaluation.parallel import AUTO
 
@@ -26,6 +27,7 @@ machine-vision test conditions). They differ when images differ in size."""
 PUBLISHED_PREFIX = "published:"
 
 CONFIG_NAME = "config.yaml"
+MAX_CONFIG_BYTES = 2**20  # a written config is a few KB; a thousand checkpoint paths fit
 
 
 @dataclass
@@ -141,7 +143,7 @@ class EvalConfig:
     def load(cls, path: str | Path) -> EvalConfig:
         """A config written by `lic eval` (or by hand); a malformed file is an input error."""
         try:
-            values = yaml.safe_load(Path(path).read_text())
+            values = yaml.safe_load(read_capped(path, MAX_CONFIG_BYTES).decode())
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise InputError(f"--config {path}: cannot read it ({err})") from None
         if not isinstance(values, dict):

@@ -13,15 +13,15 @@ scores, which do not average to the data-set value.
 
 from __future__ import annotations
 
-import csv
 import gzip
+import hashlib
 import json
 import logging
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lic.data.files import write_bytes_atomic
+from lic.data.files import gunzip_capped, read_capped, write_bytes_atomic, write_csv_atomic
+from lic.errors import InputError
 from lic.tasks.base import Accumulator
 
 log = logging.getLogger(__name__)
@@ -77,27 +77,42 @@ def images_path(cell_path: Path) -> Path:
     return cell_path.with_name(cell_path.stem + ".images.json.gz")
 
 
-def write_images(path: Path, accumulator: Accumulator, rates: ImageRates) -> None:
+IMAGES_BYTES, IMAGES_BYTES_PER_IMAGE = 2**20, 2**16
+"""The cap of a per-image file, decompressed: the largest per-image states (a COCO image's
+detections, a VOC confusion matrix, a VLM's answers) are a few KB."""
+
+
+def write_images(path: Path, accumulator: Accumulator, rates: ImageRates) -> str:
+    """Write the per-image file; return the SHA-256 of its bytes (the cell file keeps it)."""
     data = {"format": IMAGES_FORMAT, "state": accumulator.state(), "rates": rates.to_json()}
     text = json.dumps(data, separators=(",", ":"))
-    write_bytes_atomic(path, gzip.compress(text.encode(), compresslevel=6, mtime=0))
+    packed = gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    write_bytes_atomic(path, packed)
+    return hashlib.sha256(packed).hexdigest()
 
 
-def read_images(path: Path, accumulator: Accumulator) -> ImageRates | None:
+def read_images(
+    path: Path, accumulator: Accumulator, n_images: int, digest: str | None
+) -> ImageRates | None:
     """Merge the stored per-image state into `accumulator` (a fresh one) and return the
-    images' rates; None when there is no usable file (the cell is then recomputed; files of
-    an earlier format, which lack the payload rate, too)."""
+    images' rates; None when there is no usable file (the cell is then recomputed, and why
+    is logged): absent, of an earlier format (no payload rate), not the file whose SHA-256
+    `digest` its cell recorded, or larger than a real file of `n_images` images can be."""
     if not path.is_file():
         return None
+    cap = IMAGES_BYTES + IMAGES_BYTES_PER_IMAGE * n_images
     try:
-        data = json.loads(gzip.decompress(path.read_bytes()))
+        packed = read_capped(path, cap)
+        if digest is None or hashlib.sha256(packed).hexdigest() != digest:
+            raise InputError("not the per-image file its cell was written with")
+        data = json.loads(gunzip_capped(packed, cap, path))
         if data.get("format") != IMAGES_FORMAT:
             return None
         rates = ImageRates.from_json(data["rates"])
         accumulator.merge(data["state"])
         return rates
-    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as err:
-        log.warning("%s: unreadable per-image state (%s); recomputing the cell", path, err)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.warning("%s: unusable per-image state (%s); recomputing the cell", path, err)
         return None
 
 
@@ -117,10 +132,6 @@ def per_image_rows(meta: dict, accumulator: Accumulator, rates: ImageRates) -> l
     ]
 
 
-def write_per_image(path: Path, rows: list[dict]) -> None:
+def write_per_image(path: Path, rows: list[dict], root: Path) -> None:
     """per_image.csv; columns are the labels, image, bpp and every task's per-image names."""
-    names = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=names, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(path, rows, list(dict.fromkeys(k for row in rows for k in row)), root)

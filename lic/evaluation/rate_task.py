@@ -23,6 +23,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,10 +37,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lic.codecs.io import BitstreamError
-from lic.data.files import write_text_atomic
+from lic.data.files import inside, read_json_capped, safe_name, write_text_atomic
 from lic.data.images import ImageReadError
 from lic.devices import resolve_device
-from lic.errors import UsageError
+from lic.errors import InputError, UsageError
 from lic.evaluation.bootstrap import add_intervals
 from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, build_coders
 from lic.evaluation.config import CONFIG_NAME, PUBLISHED_PREFIX, EvalConfig
@@ -436,14 +437,19 @@ def write_records(path: Path, result: CellResult) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in result.records or ()))
 
 
-def read_cell(path: Path) -> dict | None:
-    """A finished cell, or None when there is none to reuse: absent, of another format, or
-    unreadable (a truncated file from an older lic is named in the log and recomputed)."""
+CELL_BYTES, CELL_BYTES_PER_IMAGE = 2**20, 4096
+"""A cell file's cap: its metrics and metadata, plus a failure line per image at most."""
+
+
+def read_cell(path: Path, n_images: int = 0) -> dict | None:
+    """A finished cell, or None when there is none to reuse: absent, of another format,
+    unreadable (a truncated file is named in the log and recomputed) or larger than a real
+    cell of `n_images` can be (read no further than that)."""
     if not path.is_file():
         return None
     try:
-        cell = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        cell = read_json_capped(path, CELL_BYTES + CELL_BYTES_PER_IMAGE * n_images)
+    except (OSError, InputError) as err:
         log.warning("%s: unreadable cell file (%s); recomputing it", path, err)
         return None
     if not isinstance(cell, dict) or cell.get("format") != CELL_FORMAT or "meta" not in cell:
@@ -453,13 +459,38 @@ def read_cell(path: Path) -> dict | None:
 
 def reuse_cell(path: Path, meta: dict, task: Task) -> tuple[dict, Any, ImageRates] | None:
     """A finished cell of this `meta` with its per-image state (accumulator, rates), or None
-    when it must be computed (absent, another setting, or no per-image state)."""
-    cell = read_cell(path)
+    when it must be computed (absent, another setting, no per-image state, or a cell whose
+    numbers its per-image state does not give: named in the log). The cell's reported
+    numbers are always recomputed from that state, never taken from its JSON."""
+    cell = read_cell(path, len(task))
     if cell is None or cell["meta"] != meta:
         return None
     accumulator = task.new_accumulator()
-    rates = read_images(images_path(path), accumulator)
-    return None if rates is None else (cell, accumulator, rates)
+    rates = read_images(images_path(path), accumulator, len(task), cell.get("images_sha256"))
+    if rates is None:
+        return None
+    metrics, n_images = accumulator.compute(), len(accumulator.image_ids())
+    if not _same_numbers(cell, metrics, n_images):
+        log.warning("%s: its numbers differ from its per-image state; recomputing it", path)
+        return None
+    return {**cell, "metrics": metrics, "n_images": n_images}, accumulator, rates
+
+
+def _same_numbers(cell: dict, metrics: dict, n_images: int) -> bool:
+    """Whether a cell file reports what its per-image state gives (NaN equals NaN)."""
+    stored = cell.get("metrics")
+    if cell.get("n_images") != n_images or not isinstance(stored, dict):
+        return False
+    if stored.keys() != metrics.keys():
+        return False
+    for name, value in metrics.items():
+        other = stored[name]
+        if not isinstance(other, (int, float)) or isinstance(other, bool):
+            return False
+        both_nan = math.isnan(value) and math.isnan(other)
+        if not both_nan and not math.isclose(other, value, rel_tol=1e-9, abs_tol=1e-12):
+            return False
+    return True
 
 
 def failed_images(rows: Sequence[dict]) -> int:
@@ -486,14 +517,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         published.append(config.anchor)
     if published:
         require_published_data(config, published)
-    out = Path(config.out)
-    try:
-        (out / "cells").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
-    rank, _ = _distributed()
-    if rank == 0:
-        write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
+    requested = config
     device = resolve_device(config.device)
     plan = plan_threads(config.workers, config.threads, device.type, None, config.batch_size)
     config = dataclasses.replace(
@@ -511,6 +535,8 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         config.pad,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
+    out = prepare_out(requested)  # only now: a refused input leaves nothing behind
+    rank, _ = _distributed()
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
@@ -530,6 +556,18 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             published=published_points(published, rows),
         )
     return rows
+
+
+def prepare_out(config: EvalConfig) -> Path:
+    """Create OUT/cells and write the resolved config (rank 0)."""
+    out = Path(config.out)
+    try:
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    if _distributed()[0] == 0:
+        write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
+    return out
 
 
 def require_published_data(config: EvalConfig, names: Sequence[str]) -> None:
@@ -571,7 +609,7 @@ def evaluate_tasks(
         if task.uses_reference:
             identity = task.reference_identity() | {"device": device.type}
             references = ReferenceStore(out / "references", identity)
-        paths = {coder.key: out / "cells" / f"{task_name}__{coder.key}.json" for coder in coders}
+        paths = {coder.key: cell_path(out, task_name, coder) for coder in coders}
         done = {}
         for coder in coders:
             finished = reuse_cell(paths[coder.key], {**coder.meta(), **task.description()}, task)
@@ -603,6 +641,13 @@ def evaluate_tasks(
     return cells
 
 
+def cell_path(out: Path, task_name: str, coder: Coder) -> Path:
+    """OUT/cells/<task>__<coder key>.json, checked to stay inside OUT (a key holds names
+    read from checkpoints)."""
+    name = safe_name(f"{task_name}__{coder.key}", "cell name")
+    return inside(out, Path("cells") / f"{name}.json")
+
+
 def reference_first(coders: Sequence[Coder]) -> list[Coder]:
     """The uncompressed cell first: its model outputs are the references of the others (it
     loads and runs nothing for images whose reference is cached)."""
@@ -620,8 +665,9 @@ def write_cell(
             references.save()
         if result.records is not None:
             write_records(path.parent.parent / "answers" / path.with_suffix(".jsonl").name, result)
-        write_images(images_path(path), result.accumulator, result.rates)
-        write_text_atomic(path, json.dumps(cell, indent=1))
+        out = path.parent.parent
+        cell["images_sha256"] = write_images(images_path(path), result.accumulator, result.rates)
+        write_text_atomic(path, json.dumps(cell, indent=1), out)
         log_cell(task.name, coder.key, result)
     return cell, result.accumulator, result.rates
 

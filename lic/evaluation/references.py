@@ -36,6 +36,7 @@ MAX_BYTES = 4 * 2**30
 """What one store keeps (in memory and in its file); past it, outputs are recomputed in every
 cell. Consistency's logits are 4 KB an image; ML-CLIPSim's features 0.6 MB (ViT-B-32, four
 blocks) to 2.4 MB (ViT-B-16), times the tiles of `resize: tiles`."""
+MAX_FILE_BYTES = MAX_BYTES + 2**26  # the outputs plus torch.save's archive and key overhead
 
 
 def _nbytes(output: Any) -> int:
@@ -75,6 +76,15 @@ class ReferenceStore:
 
     def _load(self) -> None:
         if not self.path.is_file():
+            return
+        size = self.path.stat().st_size
+        if size > MAX_FILE_BYTES:  # torch.load reads it whole: a planted giant is not read
+            log.warning(
+                "%s: %d bytes, more than a reference cache holds (%d); recomputing it",
+                self.path,
+                size,
+                MAX_FILE_BYTES,
+            )
             return
         try:
             stored = torch.load(self.path, map_location="cpu", weights_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import io
 import itertools
 import json
 import math
@@ -13,6 +13,7 @@ from typing import TypedDict
 import numpy as np
 
 from lic.codecs.classical import CLASSICAL_CODECS
+from lic.data.files import write_bytes_atomic, write_csv_atomic, write_text_atomic
 from lic.errors import UsageError
 from lic.evaluation.bd import MIN_OVERLAP, bd_metric, bd_overlap, bd_rate
 from lic.evaluation.bootstrap import paired_bd
@@ -406,8 +407,9 @@ def plot(
         fig.tight_layout()
         for suffix in ("png", "pdf"):
             path = out / f"rate_task_{task}.{suffix}"
-            fig.savefig(path, dpi=150)
-            written.append(path)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=suffix, dpi=150)
+            written.append(write_bytes_atomic(path, buffer.getvalue(), out))
     return written
 
 
@@ -505,45 +507,43 @@ def write_reports(
     """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`, each
     stating the rate `convention` (`rate_convention`); `published` curves
     (`published_points`) are drawn on the plots and may be the anchor."""
-    with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(out / "results.csv", rows, COLUMNS, out)
     failures = [
         {"cell": c["meta"]["key"], "task": c["meta"]["task"], "error": e}
         for c in cells
         for e in c["failures"]
     ]
     results = {"convention": convention, "rows": rows, "failures": failures}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1), out)
     bd = bd_table(rows, anchor, cells, published)
-    write_per_image(out / "per_image.csv", [r for cell in cells for r in cell.get("per_image", ())])
-    with (out / "bd.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(
-            f,
-            fieldnames=[
-                "task",
-                "metric",
-                "curve",
-                "reference",
-                "bd_rate_percent",
-                "bd_rate_ci_low",
-                "bd_rate_ci_high",
-                "bd_metric",
-                "bd_metric_ci_low",
-                "bd_metric_ci_high",
-                "overlap_low",
-                "overlap_high",
-                "overlap_fraction",
-                "points",
-                "reference_points",
-                "note",
-            ],
-        )
-        writer.writeheader()
-        writer.writerows(bd)
+    per_image = [r for cell in cells for r in cell.get("per_image", ())]
+    write_per_image(out / "per_image.csv", per_image, out)
+    write_csv_atomic(
+        out / "bd.csv",
+        bd,
+        [
+            "task",
+            "metric",
+            "curve",
+            "reference",
+            "bd_rate_percent",
+            "bd_rate_ci_low",
+            "bd_rate_ci_high",
+            "bd_metric",
+            "bd_metric_ci_low",
+            "bd_metric_ci_high",
+            "overlap_low",
+            "overlap_high",
+            "overlap_fraction",
+            "points",
+            "reference_points",
+            "note",
+        ],
+        out,
+    )
     plots = plot(rows, out, anchor, convention, published)
-    (out / "summary.md").write_text(markdown(rows, bd, cells, anchor, convention, published))
+    summary = markdown(rows, bd, cells, anchor, convention, published)
+    write_text_atomic(out / "summary.md", summary, out)
     if use_wandb:
         import wandb
 
