@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 from conftest import photo_like, save_rgb, write_codec_checkpoint
 
-from lic.data.files import TooLargeError, inside, read_capped, safe_name, sanitised
+from lic.data.files import (
+    TooLargeError,
+    inside,
+    read_capped,
+    safe_name,
+    sanitised,
+    write_text_atomic,
+)
 from lic.errors import InputError
 from lic.evaluation import run
 from lic.evaluation.cli import main as eval_main
@@ -63,6 +70,18 @@ def test_names_and_paths():
     with pytest.raises(InputError, match="resolves outside"):
         inside("/tmp/out", "cells/../../x.json")
     assert inside("/tmp/out", "cells/x.json") == Path("/tmp/out/cells/x.json").resolve()
+
+
+def test_atomic_writers_take_paths_as_given_with_a_relative_root(tmp_path, monkeypatch):
+    """`lic eval --out runs/x` writes runs/x/results.json, not runs/x/runs/x/results.json."""
+    monkeypatch.chdir(tmp_path)
+    written = write_text_atomic(Path("runs/x/results.json"), "{}", Path("runs/x"))
+    assert written == tmp_path / "runs/x/results.json"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json")) == [
+        "runs/x/results.json"
+    ]
+    with pytest.raises(InputError, match="resolves outside"):
+        write_text_atomic(Path("runs/y.json"), "{}", Path("runs/x"))
 
 
 def test_read_capped_stops_a_gzip_bomb_early(tmp_path):

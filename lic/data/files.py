@@ -112,10 +112,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def within(root: str | Path, path: str | Path) -> Path:
+    """`path` (as given: relative to the working folder, or absolute) once it resolves
+    inside `root` (likewise); InputError otherwise. `inside` is for names relative to root."""
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise InputError(f"{path} resolves outside {root}; refusing to read or write it")
+    return target
+
+
 def write_bytes_atomic(path: str | Path, data: bytes, root: str | Path | None = None) -> Path:
     """Write `data` to `path` atomically; with `root`, only if `path` resolves inside it."""
     if root is not None:
-        path = inside(root, path)
+        path = within(root, path)
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         f.write(data)
     return Path(path)

@@ -1,9 +1,14 @@
-"""Score a dataset with metrics (cached per metric configuration) and report agreement."""
+"""Score a dataset with metrics (cached per metric configuration) and report agreement.
+
+The score cache is read back as untrusted: with a size cap proportional to the dataset, and
+checked to map 'ref|dist' to numbers; anything else is warned about and recomputed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,16 +16,45 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lic.data.files import write_text_atomic
+from lic.data.files import inside, read_json_capped, safe_name, write_text_atomic
+from lic.errors import InputError
 from lic.iqa.datasets import PairSet, ScoredSet
 from lic.iqa.stats import bootstrap_interval, krcc, majority_accuracy, plcc, srcc, two_afc
 from lic.metrics import create_metric, metric_spec
 from lic.metrics.scoring import score_pairs
 
+log = logging.getLogger(__name__)
+
+CACHE_ENTRY_BYTES = 2 * 4096 + 64
+"""A cache entry at its largest: '"<ref>|<dist>": <score>, ' with two paths of PATH_MAX.
+Real entries are about 200 bytes, so entries of other datasets sharing the folder fit too."""
+CACHE_SLACK = 1 << 20
+"""Cap slack for a small dataset's cache (thousands of other entries)."""
+
 
 def _cache_path(cache_dir: Path, metric: str, kwargs: Mapping) -> Path:
     config = json.dumps({"metric": metric, **kwargs}, sort_keys=True, default=str)
-    return cache_dir / f"{metric}-{hashlib.sha256(config.encode()).hexdigest()[:12]}.json"
+    digest = hashlib.sha256(config.encode()).hexdigest()[:12]
+    return inside(cache_dir, f"{safe_name(metric, 'metric')}-{digest}.json")
+
+
+def read_cache(cache_file: Path, count: int) -> dict[str, float]:
+    """The cached scores of `cache_file` ({} if none), read with a cap of `count` entries
+    (the pairs to score) at their largest; one too large or not a mapping of 'ref|dist' to
+    numbers is warned about and recomputed ({})."""
+    if not cache_file.is_file():
+        return {}
+    try:
+        cache = read_json_capped(cache_file, CACHE_SLACK + CACHE_ENTRY_BYTES * count)
+        if not isinstance(cache, dict):
+            raise InputError(f"{cache_file}: not a mapping of 'ref|dist' to scores")
+        for key, score in cache.items():
+            if not isinstance(score, (int, float)) or isinstance(score, bool):
+                raise InputError(f"{cache_file}: field {key!r} holds {score!r}, not a score")
+    except (InputError, OSError) as err:
+        log.warning("%s; recomputing its scores", err)
+        return {}
+    return cache
 
 
 def metric_scores(
@@ -34,7 +68,7 @@ def metric_scores(
     errors. Scores already in the cache for this exact configuration are not recomputed."""
     kwargs = dict(metric_kwargs or {})
     cache_file = _cache_path(cache_dir, metric_name, kwargs) if cache_dir else None
-    cache = json.loads(cache_file.read_text()) if cache_file and cache_file.is_file() else {}
+    cache = read_cache(cache_file, len(pairs)) if cache_file else {}
     keys = [f"{r}|{d}" for r, d in pairs]
     todo = sorted(
         {(str(r), str(d)) for (r, d), k in zip(pairs, keys, strict=True) if k not in cache}
@@ -48,7 +82,7 @@ def metric_scores(
             else:
                 errors.append(row.error)
         if cache_file:
-            write_text_atomic(cache_file, json.dumps(cache))  # a kill never truncates it
+            write_text_atomic(cache_file, json.dumps(cache), cache_dir)  # a kill never truncates it
     scores = np.array([cache.get(k, math.nan) for k in keys], dtype=float)
     return scores, metric_spec(metric_name).lower_better, errors
 

@@ -8,6 +8,7 @@ that path and the others go on.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import sys
@@ -17,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lic.errors import UsageError
+from lic.data.files import TooLargeError, read_capped, read_json_capped, safe_name
+from lic.errors import InputError, UsageError
 from lic.sweep.plan import Run, Sweep
 
 LOCAL_DEFAULTS = {"timeout_min": 7 * 24 * 60, "signal_delay_s": 60, "max_num_timeout": 3}
@@ -25,6 +27,15 @@ SLURM_DEFAULTS = {"nodes": 1, "gpus_per_node": 1, "time": 3 * 24 * 60, "signal_d
 EVAL_SLURM_DEFAULTS = {"nodes": 1, "gpus_per_node": 1, "time": 12 * 60}
 EVAL_SLURM_INHERITS = ("partition", "account", "qos", "setup", "additional_parameters")
 QUEUED_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"}
+JOBS_CAP = 1 << 20
+"""OUT/slurm/jobs.json maps each run name ever submitted (a file name, at most 255 bytes) to
+its job id ('1001_0'): under 300 bytes an entry, so 1 MiB holds over 3,000 runs, more than
+any sweep submits; a larger file is refused (exit 2), as lic cannot know what is queued."""
+JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
+"""A SLURM job id as submitit reports it: the job, or the job and its array index."""
+SUMMARY_CAP = 1 << 20
+"""OUT/eval/summary.md, printed at the end: a few lines per task and metric (kilobytes); a
+larger one is named instead of printed."""
 
 
 def slurm_parameters(sweep: Sweep, evaluation: bool = False) -> tuple[dict[str, Any], int]:
@@ -170,7 +181,11 @@ def report(sweep: Sweep, runs: list[Run], outcomes: dict[str, str], eval_error: 
         print(f"  {run.name:<{width}}  {outcomes.get(run.name, run.status())}")
     summary = sweep.out / "eval" / "summary.md"
     if sweep.eval and summary.is_file() and not eval_error:
-        print(f"\nevaluation: {summary.parent}\n\n{summary.read_text().rstrip()}")
+        try:
+            text = read_capped(summary, SUMMARY_CAP).decode(errors="replace").rstrip()
+        except TooLargeError as err:
+            text = f"({err})"
+        print(f"\nevaluation: {summary.parent}\n\n{text}")
     failed = [name for name, outcome in outcomes.items() if outcome.startswith("FAILED")]
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -179,14 +194,35 @@ def report(sweep: Sweep, runs: list[Run], outcomes: dict[str, str], eval_error: 
     return 1 if failed or eval_error else 0
 
 
-def _queued(sweep: Sweep) -> set[str]:
+def submitted_jobs(sweep: Sweep) -> dict[str, str]:
+    """OUT/slurm/jobs.json, the job id of every run submitted so far ({} before the first
+    submission). One that is too large or malformed is refused (InputError naming it): lic
+    cannot recompute which runs are still queued, and a guess could submit them twice."""
+    state_file = sweep.out / "slurm" / "jobs.json"
+    if not state_file.is_file():
+        return {}
+    hint = "remove it to submit every unfinished run again (check squeue for queued ones)"
+    try:
+        jobs = read_json_capped(state_file, JOBS_CAP)
+    except InputError as err:
+        raise InputError(f"{err}; {hint}") from None
+    if not isinstance(jobs, dict):
+        raise InputError(f"{state_file}: expected a mapping of run names to job ids; {hint}")
+    for name, job_id in jobs.items():
+        try:
+            safe_name(name, "run name")
+        except InputError as err:
+            raise InputError(f"{state_file}: {err}; {hint}") from None
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            raise InputError(f"{state_file}: field {name!r}: {job_id!r} is not a job id; {hint}")
+    return jobs
+
+
+def _queued(sweep: Sweep, jobs: dict[str, str]) -> set[str]:
     """Runs whose earlier submission is still pending or running (sacct/squeue via submitit)."""
     import submitit
 
-    state_file = sweep.out / "slurm" / "jobs.json"
-    try:
-        jobs = json.loads(state_file.read_text())
-    except (OSError, ValueError):
+    if not jobs:
         return set()
     handles = {
         name: submitit.SlurmJob(_slurm_folder(sweep), job_id) for name, job_id in jobs.items()
@@ -207,7 +243,8 @@ def launch_slurm(sweep: Sweep, runs: list[Run]) -> int:
     from lic.sweep.jobs import EvaluateRuns, TrainRun
 
     print_plan(sweep, runs, "slurm")
-    queued = _queued(sweep)
+    previous = submitted_jobs(sweep)
+    queued = _queued(sweep, previous)
     todo = [r for r in runs if r.status() != "done" and r.name not in queued]
     params, retries = slurm_parameters(sweep)
     try:
@@ -222,8 +259,7 @@ def launch_slurm(sweep: Sweep, runs: list[Run]) -> int:
     for name, job_id in ids.items():
         print(f"  submitted {name}: job {job_id}")
     state_file = sweep.out / "slurm" / "jobs.json"
-    previous = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    write_text_atomic(state_file, json.dumps({**previous, **ids}, indent=1) + "\n")
+    write_text_atomic(state_file, json.dumps({**previous, **ids}, indent=1) + "\n", sweep.out)
     for name in sorted(queued):
         print(f"  still queued from an earlier submission: {name}")
     if sweep.eval:

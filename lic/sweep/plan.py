@@ -5,12 +5,20 @@ arguments, an output root, launcher settings and an eval section. Every grid poi
 `lic train fit` run in `<out>/<codec>_<objective>_lambda<lambda>/` (lic.training.naming, the
 folder `lic train` itself writes). A run is *done* when its marker file records the same
 arguments; a run with a `last.ckpt` but no such marker resumes from it.
+
+A sweep file is code by design, but its names and values must not become commands: submitit
+writes the name, the output root and the launcher values into an sbatch script line by line,
+so control characters there are refused, and the parts of a run's folder name must be
+file-name parts (`safe_name`), its lambda a positive number.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
+import math
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +27,12 @@ from typing import Any
 
 import yaml
 
+from lic.data.files import read_json_capped, safe_name, sanitised
 from lic.errors import InputError, UsageError
+from lic.metrics.objective import objective_name
 from lic.training.naming import run_name
+
+log = logging.getLogger(__name__)
 
 SWEEP_KEYS = ("name", "base", "grid", "fixed", "out", "launcher", "eval")
 LAUNCHERS = ("local", "slurm")
@@ -28,6 +40,13 @@ NAME_KEYS = ("model.codec", "model.distortion", "model.lmbda")
 OWNED_KEYS = {"trainer.default_root_dir": "out (or --out)", "ckpt_path": "the sweep (resume)"}
 DONE_MARKER = "sweep_done.json"
 GRID_CONFIG = "config"  # a grid over whole config files (added after the base configs)
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Characters that end or rewrite a line of the sbatch script (newline, CR, tab, escape...)."""
+MARKER_SLACK = 64 * 1024
+"""A done marker holds the run's arguments (at most twice their compact JSON once indented),
+its extra launcher arguments and a time stamp: this much over the arguments' JSON is slack
+enough for a real one; larger ones are not read (the run resumes from its last.ckpt)."""
+_warned: set[str] = set()  # marker warnings already given (status() is asked many times)
 
 
 @dataclass(frozen=True)
@@ -49,13 +68,26 @@ class Run:
 
     def status(self) -> str:
         """'done' (finished with these arguments), 'resume' (has last.ckpt) or 'new'."""
-        try:
-            recorded = json.loads(self.marker.read_text()).get("args")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if recorded == list(self.args) and self.last_ckpt.is_file():
+        if self.recorded_args() == list(self.args) and self.last_ckpt.is_file():
             return "done"
         return "resume" if self.last_ckpt.is_file() else "new"
+
+    def recorded_args(self) -> list | None:
+        """The arguments the done marker records, or None: no marker, or one that is too large
+        or malformed (then warned about once, and the run is trained again or resumed)."""
+        if not self.marker.is_file():
+            return None
+        cap = MARKER_SLACK + 2 * len(json.dumps(list(self.args)))
+        try:
+            record = read_json_capped(self.marker, cap)
+            if not isinstance(record, dict) or not isinstance(record.get("args"), list):
+                raise InputError(f"{self.marker}: field 'args' missing or not a list")
+        except (InputError, OSError) as err:
+            if str(err) not in _warned:
+                _warned.add(str(err))
+                log.warning("%s; the run is not taken as done", err)
+            return None
+        return record["args"]
 
     def command(self, extra: Sequence[str] = ()) -> str:
         """The equivalent shell command (what the job runs, in-process)."""
@@ -85,7 +117,7 @@ class Sweep:
             configs = [*self.base, *point.get(GRID_CONFIG, [])]
             settings = {k: v for k, v in {**self.fixed, **point, **self.sets}.items()}
             settings.pop(GRID_CONFIG, None)
-            name = run_name(*(_value(self.source, configs, k, settings) for k in NAME_KEYS))
+            name = _run_name(self.source, configs, settings)
             if name in runs:
                 raise UsageError(
                     f"{self.source}: grid points {runs[name].point} and {point} both train "
@@ -96,6 +128,19 @@ class Sweep:
             args += [a for k, v in settings.items() for a in (f"--{k}", cli_value(v))]
             runs[name] = Run(name, self.out / name, tuple(args), point)
         return list(runs.values())
+
+
+def _run_name(source: Path, configs: Sequence[Path], settings: Mapping[str, Any]) -> str:
+    """The run's folder name, from parts checked to be file-name parts: a codec or objective
+    such as 'x/../../y' would otherwise put a run (and its writes) outside the sweep's out."""
+    codec, distortion, lmbda = (_value(source, configs, k, settings) for k in NAME_KEYS)
+    safe_name(codec, f"{source}: model.codec")
+    try:
+        objective = objective_name(distortion)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise InputError(f"{source}: model.distortion {distortion!r}: {err}") from None
+    safe_name(objective, f"{source}: model.distortion (objective)")
+    return run_name(codec, distortion, lmbda)
 
 
 def _value(source: Path, configs: Sequence[Path], key: str, settings: Mapping[str, Any]) -> Any:
@@ -113,11 +158,21 @@ def _value(source: Path, configs: Sequence[Path], key: str, settings: Mapping[st
             "the run folders are named after it"
         )
     if key == "model.lmbda":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"{source}: model.lmbda {value!r} is not a number") from None
+        return _lambda(source, value)
     return value
+
+
+def _lambda(source: Path, value: Any) -> float:
+    """A lambda as a positive finite number (it names the run folder and labels the curve)."""
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise UsageError(f"{source}: model.lmbda {value!r} is not a positive number")
+    return number
 
 
 def cli_value(value: Any) -> str:
@@ -187,6 +242,24 @@ def _check_keys(source: Path, section: str, keys: Sequence[str]) -> None:
             raise UsageError(f"{source}: {section} key {key!r}: expected section.key")
 
 
+def _check_plain(source: Path, field: str, value: Any) -> None:
+    """Refuse a control character anywhere in `value` (mapping keys, list items, strings):
+    submitit writes such values into the sbatch script, where a newline would end the
+    #SBATCH line and run the rest as shell."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_plain(source, f"{field} key", key)
+            _check_plain(source, f"{field}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(source, f"{field}[{i}]", item)
+    elif isinstance(value, str) and CONTROL.search(value):
+        raise InputError(
+            f"{source}: {field} {value!r} holds a control character (newline, tab, ...); "
+            "remove it: it would be written into the sbatch script"
+        )
+
+
 def _section(values: Mapping[str, Any], source: Path, key: str) -> dict[str, Any]:
     section = values.get(key) or {}
     if not isinstance(section, dict):
@@ -218,10 +291,35 @@ def load_sweep(path: str | Path, out: str | None = None, sets: Sequence[str] = (
     if set(launcher) - set(LAUNCHERS):
         raise InputError(f"{source}: launcher sections are {list(LAUNCHERS)}")
     launcher = {name: _section(launcher, source, name) for name in LAUNCHERS}
-    name = str(values.get("name") or source.stem)
-    root = Path(out or values.get("out") or Path("runs") / "sweeps" / name).absolute()
+    for section, settings in launcher.items():
+        _check_plain(source, f"launcher.{section}", settings)
+    name = _sweep_name(source, values.get("name"))
+    root = _out(source, out, values.get("out"), name)
     evaluation = _eval_section(values.get("eval"), source) if values.get("eval") else None
     return Sweep(source, name, base_paths, grid, fixed, root, launcher, evaluation, overrides)
+
+
+def _sweep_name(source: Path, name: Any) -> str:
+    """The sweep's name (job names, default out folder): a file-name part; the file's stem,
+    made one, when the file names none."""
+    if name in (None, ""):
+        return sanitised(source.stem)
+    _check_plain(source, "name", str(name))
+    return safe_name(name, f"{source}: name")
+
+
+def _out(source: Path, flag: str | None, value: Any, name: str) -> Path:
+    """The output root: --out, the file's 'out', or runs/sweeps/<name>; no control
+    characters (its path is written into the sbatch script's #SBATCH --output line)."""
+    if flag:
+        _check_plain(source, "--out", flag)
+        return Path(flag).absolute()
+    if value in (None, ""):
+        return (Path("runs") / "sweeps" / name).absolute()
+    if not isinstance(value, str):
+        raise InputError(f"{source}: 'out' must be a folder path, got {value!r}")
+    _check_plain(source, "out", value)
+    return Path(value).absolute()
 
 
 def _check_choices(source: Path, section: Mapping[str, Any]) -> None:
@@ -260,6 +358,9 @@ def _eval_section(section: Any, source: Path) -> dict[str, Any]:
         for task, root in roots.items()
     }
     section.setdefault("progress", False)  # logs, not terminals
+    if not isinstance(section.get("slurm") or {}, dict):
+        raise InputError(f"{source}: eval.slurm must be a mapping of SLURM settings")
+    _check_plain(source, "eval.slurm", section.get("slurm") or {})
     _check_choices(source, section)
     if section.get("baselines"):  # lic eval's syntax: NAME or NAME=Q1,Q2,... (checked here)
         from lic.evaluation.cli import parse_baselines
