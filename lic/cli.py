@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lic.cli_data import add_data_command, add_export_command
+from lic.codecs.padding import FIELD_PADDING, PADDINGS
 from lic.devices import resolve_device
 from lic.errors import UsageError, exit_program, run_entry_point
 from lic.metrics.options import add_option_flag, metric_options
@@ -123,6 +124,14 @@ def _add_codec_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("inputs", nargs="+", type=Path, metavar=inputs.upper())
         p.add_argument("--out-dir", required=True, type=Path)
         p.add_argument("--device", default="cpu", help="cpu, cuda, ... (entropy coding is CPU)")
+        if name == "compress":  # a .lic file records its padding: decompress reads it there
+            p.add_argument(
+                "--pad",
+                choices=PADDINGS,
+                default=FIELD_PADDING,
+                help="zeros: centred to a multiple of 64, as CompressAI eval_model pads "
+                "(default); replicate: repeat the bottom and right edges (smaller files)",
+            )
         _add_limits(p, "replace existing output files (atomically; inputs never)")
         p.set_defaults(run=_run_codec, parser=p)
 
@@ -140,7 +149,7 @@ def _run_codec(args: argparse.Namespace) -> int:
     suffix = ".lic" if args.command == "compress" else ".png"
     outputs = plan_outputs(args.inputs, args.out_dir, suffix, args.overwrite)
     model, info = load_checkpoint(args.ckpt, map_location=device)
-    codec = BitstreamCodec(model)
+    codec = BitstreamCodec(model, padding=getattr(args, "pad", FIELD_PADDING))
     code_one = _compress_one if args.command == "compress" else _decompress_one
     failed = 0
     for path, out in zip(args.inputs, outputs, strict=True):

@@ -153,17 +153,23 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-def results_csv(path: Path, tasks=("fidelity",)) -> Path:
-    """A lic results.csv: JPEG and a learned curve, an uncompressed row, per task."""
+def results_csv(path: Path, tasks=("fidelity",), learned=("bitstream", "zeros", "images")) -> Path:
+    """A lic results.csv: JPEG and a learned curve (rate counted as `learned` says:
+    rate_source, padding, rate_mean), an uncompressed row, per task."""
     fields = ["codec", "objective", "lambda", "quality", "task", "metric", "bpp", "value"]
+    fields += ["rate_source", "padding", "rate_mean"]
     rows = []
     for task in tasks:
         rows.append(["uncompressed", "uncompressed", "", "", task, "psnr", "", "100.0"])
+        rows[-1] += ["none", "", ""]
         for q, b, v in [(10, 0.3, 26.0), (50, 0.9, 31.0), (90, 2.0, 37.0)]:
-            rows.append(["jpeg", "jpeg", "", q, task, "psnr", b, v])
-            rows.append(["jpeg", "jpeg", "", q, task, "ms_ssim", b, 1 - 10 ** (-(v - 14) / 10)])
+            rows.append(["jpeg", "jpeg", "", q, task, "psnr", b, v, "bitstream", "", "images"])
+            ms_ssim = 1 - 10 ** (-(v - 14) / 10)
+            rows.append(
+                ["jpeg", "jpeg", "", q, task, "ms_ssim", b, ms_ssim, "bitstream", "", "images"]
+            )
         for lmbda, b, v in [(0.0018, 0.15, 27.5), (0.0067, 0.4, 31.0), (0.025, 0.9, 34.5)]:
-            rows.append(["bmshj2018-hyperprior", "mse", lmbda, "", task, "psnr", b, v])
+            rows.append(["bmshj2018-hyperprior", "mse", lmbda, "", task, "psnr", b, v, *learned])
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
@@ -247,6 +253,27 @@ def test_ms_ssim_metrics_cubic_and_akima(files, tmp_path):
     _, (row,) = read_rows(out)
     points = [anchor["bpp"], anchor["psnr-rgb"], *curve_pair(1)[2:]]
     assert float(row["bd_rate"]) == pytest.approx(package(bj.bd_rate, points, "cubic"), rel=1e-9)
+
+
+def test_a_results_curve_counted_unlike_the_field_gets_a_note(files, tmp_path, capsys):
+    """lic bd on RESULTS.csv:CURVE says when that curve's rate is not eval_model's count."""
+    field = results_csv(tmp_path / "field.csv")
+    assert load_curve(f"{field}:bmshj2018-hyperprior/mse", "psnr").caveat == ""
+    assert load_curve(f"{field}:JPEG", "psnr").caveat == ""
+    other = results_csv(tmp_path / "other.csv", learned=("estimate", "replicate", "pixels"))
+    spec = f"{other}:bmshj2018-hyperprior/mse"
+    assert main(["bd", spec, "--anchor", str(files["anchor"])]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"note: {spec}: its rates are likelihood estimates, not coded bitstreams; it pads by "
+        "repeating edges, not with eval_model's zeros; its bpp is total bits over total "
+        "pixels, not the mean over images"
+    ) in printed
+    old = tmp_path / "old.csv"  # before the rate convention: no such columns
+    old.write_text(
+        "\n".join(",".join(line.split(",")[:8]) for line in field.read_text().splitlines())
+    )
+    assert "no rate_source column" in load_curve(f"{old}:JPEG", "psnr").caveat
 
 
 def test_results_csv_curves_by_label_or_codec_objective_and_task(tmp_path):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lic.evaluation.bd import bd_metric, bd_rate
-from lic.evaluation.report import bd_table
+from lic.evaluation.report import _in_view, bd_table
 
 
 def row(codec: str, objective: str, bpp: float, value: float, quality=None, lmbda=None) -> dict:
@@ -42,6 +42,35 @@ def test_disjoint_curves_and_good_curves():
     assert (table["AVIF"]["overlap_low"], table["AVIF"]["overlap_high"]) == (27, 31)
     assert table["AVIF"]["note"].startswith("the curves overlap on 57% of their joint quality")
     assert table["WebP"]["overlap_fraction"] == 0
+
+
+def test_overlap_note_only_beside_a_bd_rate():
+    """A BD-rate that is n/a says why; the overlap caveat would only distract from it."""
+    rows = [row("jpeg", "jpeg", b, v, quality=q) for q, b, v in [(10, 0.3, 26), (50, 0.9, 31)]]
+    zigzag = [(0.2, 30.0), (0.4, 32.0), (0.6, 31.5), (0.8, 34.0)]  # overlaps JPEG on 30-31 dB
+    rows += [row("avif", "avif", b, v, quality=q) for q, (b, v) in enumerate(zigzag)]
+    (entry,) = bd_table(rows, ("jpeg", "jpeg"))
+    assert entry["overlap_fraction"] == pytest.approx(1 / 8)
+    assert math.isnan(entry["bd_rate_percent"]) and math.isfinite(entry["bd_metric"])
+    assert entry["note"].startswith(
+        "BD-rate n/a: the test curve's quality is not strictly monotone"
+    )
+    assert "overlap on" not in entry["note"]
+
+
+def test_an_anchor_without_the_metric_gets_a_row_that_says_so():
+    """--anchor published:vtm on a run with LPIPS: VTM publishes PSNR and MS-SSIM only."""
+    rows = [row("jpeg", "jpeg", b, v, quality=q) for q, b, v in [(10, 0.3, 26), (50, 0.9, 31)]]
+    rows += [row("avif", "avif", b, v, quality=q) for q, b, v in [(1, 0.2, 27), (9, 0.8, 33)]]
+    rows += [
+        row("avif", "avif", b, v, quality=q) | {"metric": "lpips"}
+        for q, b, v in [(1, 0.2, 0.3), (9, 0.8, 0.1)]
+    ]
+    table = {(b["metric"], b["curve"]): b for b in bd_table(rows, ("jpeg", "jpeg"))}
+    assert set(table) == {("psnr", "AVIF"), ("lpips", "AVIF")}
+    missing = table[("lpips", "AVIF")]
+    assert math.isnan(missing["bd_rate_percent"]) and missing["reference_points"] == 0
+    assert missing["note"] == "the anchor JPEG has no fidelity lpips curve; no BD against it"
 
 
 # ---- noisy curves: BD-rate needs quality strictly monotone in rate -------------------------
@@ -91,3 +120,11 @@ def test_bd_rate_of_a_distortion_and_the_summary_format():
     assert with_interval(-12.345, -14.06, -10.21, 1, "%") == "\u221212.3% [\u221214.1, \u221210.2]"
     assert with_interval(31.4159, 31.1, 31.8) == "31.42 [31.1, 31.8]"
     assert with_interval(math.nan, 1.0, 2.0) == "n/a" and with_interval(2.5, None, None) == "2.5"
+
+
+def test_published_curves_are_cut_to_the_run_s_rates_on_plots():
+    """VTM's 0.05-3.6 bpp would squeeze a 0.3-0.6 bpp run into a corner of its panel."""
+    vtm = [(0.05, 25.0), (0.2, 29.0), (0.5, 33.0), (1.0, 37.0), (3.6, 45.0)]
+    assert _in_view(vtm, [0.3, 0.6]) == [(0.2, 29.0), (0.5, 33.0), (1.0, 37.0)]
+    assert _in_view(vtm, [0.6, 0.8]) == [(0.5, 33.0), (1.0, 37.0)]  # no point inside
+    assert _in_view(vtm, [0.01, 0.02]) == vtm[:2] and _in_view(vtm, []) == vtm

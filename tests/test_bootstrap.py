@@ -54,6 +54,21 @@ def test_golden_interval_of_a_mean_on_fixed_data():
     assert low < np.mean(PSNR) < high
 
 
+def test_rate_resamples_weighted_by_pixels_are_total_bits_over_total_pixels():
+    """--rate-mean pixels: each resample's bpp is its drawn images' bits over their pixels."""
+    ids = [f"im{i}" for i in range(8)]
+    bpp = {i: 0.1 + 0.05 * n for n, i in enumerate(ids)}
+    pixels = {i: 1000.0 * (1 + n % 3) for n, i in enumerate(ids)}  # three image sizes
+    weighted = resample_cell(fidelity(), bpp, ids, 40, seed=2, weights=pixels)["bpp"]
+    equal = resample_cell(fidelity(), bpp, ids, 40, seed=2)["bpp"]
+    for b, counts in enumerate(next(draw_blocks(8, 40, seed=2))):
+        drawn = np.repeat(ids, counts)
+        bits = sum(bpp[i] * pixels[i] for i in drawn)
+        assert weighted[b] == pytest.approx(bits / sum(pixels[i] for i in drawn), rel=1e-12)
+        assert equal[b] == pytest.approx(np.mean([bpp[i] for i in drawn]), rel=1e-12)
+    assert not np.allclose(weighted, equal)
+
+
 def test_vectorised_resamples_equal_recomputing_each_by_hand():
     ids = [f"im{i}" for i in range(8)]
     counts = next(draw_blocks(8, 20, seed=3))

@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from conftest import photo_like, save_rgb, write_codec_checkpoint
 
 from lic.codecs import BitstreamCodec, create_codec, load_checkpoint
-from lic.codecs.io import Bitstream, crop_image, pad_image
+from lic.codecs.io import Bitstream, BitstreamError, crop_image, pad_image
 from lic.codecs.padding import padding_box
 from lic.errors import UsageError
 from lic.evaluation import run
@@ -151,6 +152,15 @@ def test_version_1_files_decode_as_replicate_and_zero_padding_is_default(weights
     assert zeros.decode(new).shape[-2:] == (100, 90)
     # one codec decodes both kinds: the file says how it was padded
     assert torch.equal(zeros.decode(data), replicate.decode(data))
+    for offset, byte, message in (
+        (4, 9, "format version 9; this lic reads versions 1 and 2 (a newer lic wrote it"),
+        (5, 7, "padding code 7 is none of {0: 'zeros', 1: 'replicate'}: the file is forged"),
+    ):
+        body = bytearray(new[:-4])
+        body[offset] = byte
+        forged = bytes(body) + struct.pack(">I", zlib.crc32(body))
+        with pytest.raises(BitstreamError, match=re.escape(message)):
+            Bitstream.from_bytes(forged)
 
 
 def test_reports_state_the_convention_and_rate_means_differ(folder, weights, tmp_path):

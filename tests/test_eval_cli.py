@@ -86,10 +86,26 @@ def test_interval_and_protocol_flags_reach_the_record():
     )
 
 
+def test_convention_flags_reach_the_record():
+    from lic.evaluation.cli import build_parser, config_from_args
+
+    argv = ["--task", "fidelity", "--data-root", ".", "--out", "x", "--pad", "replicate"]
+    argv += ["--rate-mean", "pixels", "--anchor", "published:vtm", "--published", "hm", "bpg"]
+    config = config_from_args(build_parser().parse_args(argv))
+    assert (config.pad, config.rate_mean, config.anchor) == ("replicate", "pixels", "published:vtm")
+    assert config.published == ["hm", "bpg"]
+    defaults = config_from_args(build_parser().parse_args(argv[:6]))
+    assert (defaults.pad, defaults.rate_mean, defaults.published) == ("zeros", "images", [])
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["eval", "--out", "x"], "give --task"),
+        (
+            ["eval", "--task", "fidelity", "--data-root", ".", "--pad", "reflect"],
+            "invalid choice: 'reflect'",
+        ),
         (["eval", "--task", "fidelity", "--out", "x"], "no data root"),
         (
             ["eval", "--task", "fidelity", "--data-root", ".", "--out", "x", "--limit", "0"],

@@ -31,6 +31,20 @@ def test_seeded_codec_bitstream_and_decoded_pixels():
     assert sha256(decoded.numpy().tobytes()) == GOLDEN_PIXELS
 
 
+def test_a_version_1_file_written_by_lic_0_1_still_decodes_to_the_same_pixels():
+    """GOLDEN_V1 was written by lic at 506c1b0 (container version 1, edge padding, no
+    padding field) from the seeded codec and a 100 x 90 image; today's lic reads its padding
+    as `replicate` and decodes the pixels lic 0.1 decoded."""
+    torch.manual_seed(0)
+    model = create_codec("bmshj2018-hyperprior", N=16, M=24).eval()
+    model.update(force=True)
+    data = bytes.fromhex(GOLDEN_V1)
+    stream = Bitstream.from_bytes(data)
+    assert (data[4], stream.padding, stream.height, stream.width) == (1, "replicate", 100, 90)
+    decoded = (BitstreamCodec(model).decode(data)[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    assert sha256(decoded.numpy().tobytes()) == GOLDEN_V1_PIXELS
+
+
 def test_seeded_mlclipsim_score_on_a_fixed_pair(make_mlclipsim):
     metric = make_mlclipsim(seed=0)
     x = photo_like(96, 128, seed=1)[None]
@@ -77,3 +91,10 @@ GOLDEN_MLCLIPSIM = 0.9961228
 # (bpp: the payload of 224x224 crops padded with zeros to 256x256; the file adds 66 bytes)
 GOLDEN_AGREEMENT, GOLDEN_KL = 100.0, 0.8980777
 GOLDEN_BPP, GOLDEN_BPP_FILE = 0.029974489795918366, 0.04049744897959184
+# lic 0.1 (506c1b0): that codec, photo_like(100, 90, seed=3), version 1, edge padding
+GOLDEN_V1 = (
+    "4c4943420114626d73686a323031382d68797065727072696f7286b2df47e42a60b7000000640000005a0000"
+    "00065b322c20325d020000000831fa52890000000000000030413459370f2f6136693d955ac12dece8f932b2"
+    "b1952a32369640c0f9c24338f73d2b33ae6a2c1ed35940525d403e16c8f97a6ff7"
+)
+GOLDEN_V1_PIXELS = "94301690886b7b456782badc911bc3a1786291ad0607e2ea9073b4cbd4f46e5c"

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lic.codecs.padding import PADDINGS, blocks, padding_box
+from lic.codecs.padding import FIELD_PADDING, PADDINGS, blocks, padding_box
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
 from lic.errors import InputError
@@ -83,7 +83,7 @@ class Bitstream:
     width: int
     shape: object
     streams: tuple[bytes, ...]
-    padding: str = "zeros"
+    padding: str = FIELD_PADDING
 
     @property
     def payload_bytes(self) -> int:
@@ -118,12 +118,19 @@ class Bitstream:
         reader = _Reader(body, offset=4)
         (version,) = reader.unpack(">B")
         if version not in READS:
-            raise BitstreamError(f"bitstream format version {version}; this lic reads {READS}")
+            known = " and ".join(map(str, READS))
+            raise BitstreamError(
+                f"bitstream format version {version}; this lic reads versions {known} "
+                "(a newer lic wrote it: upgrade lic to decode it)"
+            )
         padding = "replicate"
         if version >= 2:
             (code,) = reader.unpack(">B")
             if code >= len(PADDINGS):
-                raise BitstreamError(f"unknown padding code {code}")
+                raise BitstreamError(
+                    f"padding code {code} is none of {dict(enumerate(PADDINGS))}: the file is "
+                    "forged or from a newer lic"
+                )
             padding = PADDINGS[code]
         (name_len,) = reader.unpack(">B")
         codec = _text(reader.take(name_len), "codec name")
@@ -256,7 +263,7 @@ class BitstreamCodec:
     """Encode images to container bytes and back with one (eval-mode, updated) codec."""
 
     def __init__(
-        self, model: CompressionModel, max_pixels: int | None = None, padding: str = "zeros"
+        self, model: CompressionModel, max_pixels: int | None = None, padding: str = FIELD_PADDING
     ) -> None:
         from lic.codecs.registry import codec_stride
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 PADDINGS = ("zeros", "replicate")  # by their code in a container file (lic.codecs.io)
+FIELD_PADDING = "zeros"  # lic's default everywhere: training, evaluation, `lic compress`
 FIELD_MULTIPLE = 64
 
 
@@ -33,7 +34,7 @@ def padding_box(height: int, width: int, stride: int, padding: str) -> tuple[int
     return extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2
 
 
-def blocks(height: int, width: int, stride: int, padding: str = "replicate") -> tuple[int, int]:
+def blocks(height: int, width: int, stride: int, padding: str) -> tuple[int, int]:
     """Stride x stride blocks of the padded image: (rows, columns)."""
     left, right, top, bottom = padding_box(height, width, stride, padding)
     return (height + top + bottom) // stride, (width + left + right) // stride

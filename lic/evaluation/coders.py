@@ -25,7 +25,7 @@ from torch import Tensor
 from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
 from lic.codecs.io import crop_image, pad_image
-from lic.codecs.padding import PADDINGS
+from lic.codecs.padding import FIELD_PADDING, PADDINGS
 from lic.data.files import sanitised
 from lic.errors import LicError, UsageError, exit_code
 from lic.losses import estimated_bits
@@ -144,7 +144,7 @@ class LearnedCoder(Coder):
         self,
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
-        padding: str = "zeros",
+        padding: str = FIELD_PADDING,
     ) -> None:
         if padding not in PADDINGS:
             raise UsageError(f"--pad {padding}: one of {', '.join(PADDINGS)}")
@@ -254,7 +254,7 @@ class CheckpointCoder(LearnedCoder):
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
         meta: tuple[str, float | None] | None = None,
-        padding: str = "zeros",
+        padding: str = FIELD_PADDING,
     ) -> None:
         super().__init__(estimate_rate, device, padding)
         self.path = Path(path)
@@ -273,7 +273,7 @@ class CheckpointCoder(LearnedCoder):
 
     @property
     def key(self) -> str:
-        pad = "" if self.padding == "zeros" else f"-{self.padding}"
+        pad = "" if self.padding == FIELD_PADDING else f"-{self.padding}"
         return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}{pad}-{self._digest}"
 
     def meta(self) -> dict:
@@ -336,7 +336,7 @@ class ZooCoder(LearnedCoder):
         quality: int,
         estimate_rate: bool = False,
         device: str | torch.device = "cpu",
-        padding: str = "zeros",
+        padding: str = FIELD_PADDING,
     ) -> None:
         from lic.codecs.checkpoint import require_zoo_weights
 
@@ -362,7 +362,7 @@ class ZooCoder(LearnedCoder):
     @property
     def key(self) -> str:
         name = self.codec.removeprefix(ZOO_PREFIX)
-        pad = "" if self.padding == "zeros" else f"-{self.padding}"
+        pad = "" if self.padding == FIELD_PADDING else f"-{self.padding}"
         return f"zoo-{name}-{self.objective}-q{self.quality}-{self.rate_source}{pad}"
 
 
@@ -373,7 +373,7 @@ def build_coders(
     estimate_rate: bool = False,
     device: str | torch.device = "cpu",
     ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
-    padding: str = "zeros",
+    padding: str = FIELD_PADDING,
 ) -> list[Coder]:
     """The uncompressed reference, every checkpoint or zoo entry (`compressai:...`) and every
     grid point of each classical baseline (its default grid unless `qualities` names one).

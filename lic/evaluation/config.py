@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from lic.codecs.padding import PADDINGS
+from lic.codecs.padding import FIELD_PADDING, PADDINGS
 from lic.data.files import read_capped
 from lic.errors import InputError, UsageError
+from lic.evaluation.curves import PUBLISHED
 from lic.evaluation.parallel import AUTO
 
 RATE_MEANS = ("images", "pixels")
 """How a cell's rate averages its images: `images`, the mean of per-image bpp (CompressAI's
 eval_model, the learned-codec literature); `pixels`, total bits over total pixels (MPEG's
 machine-vision test conditions). They differ when images differ in size."""
-PUBLISHED_PREFIX = "published:"
 
 CONFIG_NAME = "config.yaml"
 MAX_CONFIG_BYTES = 2**20  # a written config is a few KB; a thousand checkpoint paths fit
@@ -56,7 +56,7 @@ class EvalConfig:
     qualities: dict[str, list[int]] = field(default_factory=dict)
     anchor: str | None = None
     published: list[str] = field(default_factory=list)
-    pad: str = "zeros"
+    pad: str = FIELD_PADDING
     rate_mean: str = "images"
     bootstrap: int = 1000
     bootstrap_seed: int = 0
@@ -105,7 +105,7 @@ class EvalConfig:
         ):
             if value not in choices:
                 raise UsageError(f"--{name} {value}: one of {', '.join(choices)}")
-        uses_published = self.published or (self.anchor or "").startswith(PUBLISHED_PREFIX)
+        uses_published = self.published or (self.anchor or "").startswith(PUBLISHED)
         if uses_published and "fidelity" not in self.tasks:
             raise UsageError(
                 "published curves (--anchor published:..., --published) are rate-distortion "

@@ -22,9 +22,9 @@ lic.codecs.classical, which imports torch).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ Table = dict[str, tuple[list, list]]
 """metric name -> (bpp values, metric values) of one curve, as read (unchecked)."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Curve:
     """One rate-quality curve, points sorted by rate."""
 
@@ -63,7 +63,8 @@ class Curve:
     values: np.ndarray
     metric: str
     source: str  # where the points come from, in words
-    record: dict | None = field(default=None, compare=False)  # a published curve's entry
+    record: dict | None = dataclasses.field(default=None, compare=False)  # a published entry
+    caveat: str = ""  # how its rate differs from the field's count ('' when it does not)
 
 
 def metric_name(name: str) -> str:
@@ -301,7 +302,32 @@ def _from_results(spec: str, path: Path, name: str, metric: str, task: str | Non
         )
     chosen = task or (usable[0] if usable else next(iter(tables)))
     where = f"{path}: {label} (task {chosen})"
-    return _make_curve(spec, _select(tables[chosen], metric, where), metric, where)
+    curve = _make_curve(spec, _select(tables[chosen], metric, where), metric, where)
+    mine = [r for r in rows if (r["codec"], r["objective"]) == (codec, objective)]
+    return dataclasses.replace(curve, caveat=rate_caveat(fields, mine))
+
+
+FIELD_RATE = {"rate_source": ("bitstream",), "padding": ("zeros", ""), "rate_mean": ("images",)}
+"""The field's count (CompressAI eval_model: coded payloads, zero padding, mean over images)
+as results.csv's columns record it ('' padding: a classical codec's file)."""
+RATE_DIFFERENCES = {
+    "estimate": "its rates are likelihood estimates, not coded bitstreams",
+    "replicate": "it pads by repeating edges, not with eval_model's zeros",
+    "pixels": "its bpp is total bits over total pixels, not the mean over images",
+}
+
+
+def rate_caveat(fields: list[str], rows: list[dict]) -> str:
+    """How a lic curve's rate differs from the field's count, in words ('' when it does not);
+    a results.csv without a column predates it, so its rate is not the field's either."""
+    differences = []
+    for key, allowed in FIELD_RATE.items():
+        if key not in fields:
+            differences.append(f"no {key} column (a results.csv of an earlier lic version)")
+            continue
+        for value in sorted({r[key] or "" for r in rows} - set(allowed)):
+            differences.append(RATE_DIFFERENCES.get(value, f"its {key} is {value!r}"))
+    return "; ".join(differences)
 
 
 def has_metric(metrics, metric: str) -> bool:
@@ -407,6 +433,10 @@ def compare(test: Curve, anchor: Curve, method: str = "pchip") -> tuple[dict, li
                 f"{label} over {overlap.low:.4g} to {overlap.high:.4g}{unit}, "
                 f"{overlap.fraction:.0%} of the joint {joint}"
             )
+    if test.caveat:  # the rate axis itself differs from the field's
+        notes.append(test.caveat)
+    if anchor.caveat:
+        notes.append(f"the anchor {anchor.name}: {anchor.caveat}")
     if narrow:
         notes.append(
             f"narrow overlap: {'; '.join(narrow)} (< {MIN_OVERLAP:.0%}, where the bjontegaard "

@@ -43,7 +43,8 @@ from lic.devices import resolve_device
 from lic.errors import InputError, UsageError
 from lic.evaluation.bootstrap import add_intervals
 from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, build_coders
-from lic.evaluation.config import CONFIG_NAME, PUBLISHED_PREFIX, EvalConfig
+from lic.evaluation.config import CONFIG_NAME, EvalConfig
+from lic.evaluation.curves import PUBLISHED
 from lic.evaluation.parallel import plan_threads, worker_threads
 from lic.evaluation.per_image import ImageRates, images_path, read_images, write_images
 from lic.evaluation.references import ReferenceStore, file_digest
@@ -426,6 +427,7 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[ResultRow]:
             "n_failed": cell["n_failed"],
             "rate_source": meta["rate_source"],
             "padding": meta.get("padding"),
+            "rate_mean": cell.get("rate_mean") if cell["bpp"] is not None else None,
             "checkpoint": meta.get("checkpoint"),
         }
         for metric in task_metrics
@@ -513,7 +515,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
 
     config = dataclasses.replace(config, **options) if config else EvalConfig(**options)
     published = [*config.published]
-    if (config.anchor or "").startswith(PUBLISHED_PREFIX):
+    if (config.anchor or "").startswith(PUBLISHED):
         published.append(config.anchor)
     if published:
         require_published_data(config, published)
@@ -579,7 +581,7 @@ def require_published_data(config: EvalConfig, names: Sequence[str]) -> None:
 
     catalogue = load_catalogue()
     for name in names:
-        published_record(name.removeprefix(PUBLISHED_PREFIX), catalogue)
+        published_record(name.removeprefix(PUBLISHED), catalogue)
     why = "--anchor/--published: a published curve"
     if config.limit is not None and config.limit < len(SOURCES["kodak"].files):
         raise UsageError(f"{why} is measured on all 24 Kodak images; drop --limit")

@@ -40,6 +40,7 @@ ResultRow = TypedDict(
         "n_failed": int,
         "rate_source": str,  # bitstream, estimate, file size, none
         "padding": "str | None",  # how a learned codec padded (lic.codecs.padding)
+        "rate_mean": "str | None",  # images (mean of per-image bpp) or pixels (bits / pixels)
         "checkpoint": "str | None",
     },
 )
@@ -265,6 +266,8 @@ def bd_table(
         fixed = (published or {}).get((task, metric), {})
         refs = references({**by_curve, **fixed}, anchor)
         if not refs:
+            if anchor is not None:  # said, not dropped: e.g. VTM publishes no LPIPS curve
+                table += [_no_anchor_row(task, metric, c, p, anchor) for c, p in by_curve.items()]
             continue
         by_curve = {**by_curve, **fixed}
         for curve, points in sorted(by_curve.items(), key=lambda item: curve_label(item[0])):
@@ -286,7 +289,7 @@ def bd_table(
             overlap = bd_overlap(
                 *zip(*by_curve[reference], strict=True), *zip(*points, strict=True)
             )
-            if 0 < overlap.fraction < MIN_OVERLAP:
+            if 0 < overlap.fraction < MIN_OVERLAP and math.isfinite(values["bd_rate_percent"]):
                 values["reasons"].append(
                     f"the curves overlap on {overlap.fraction:.0%} of their joint quality range "
                     f"({overlap.low:.4g} to {overlap.high:.4g}): BD-rate speaks for that band only"
@@ -305,6 +308,28 @@ def bd_table(
             }
             table.append(row | {"note": bd_note(row, values["reasons"])})
     return table
+
+
+def _no_anchor_row(task: str, metric: str, curve: Curve, points: list, anchor: Curve) -> dict:
+    """The bd.csv row of a curve whose anchor has no curve for this task and metric."""
+    nan = math.nan
+    values = {
+        f"{name}{end}": nan
+        for name in ("bd_rate", "bd_metric")
+        for end in ("", "_ci_low", "_ci_high")
+    }
+    values["bd_rate_percent"] = values.pop("bd_rate")
+    return {
+        "task": task,
+        "metric": metric,
+        "curve": curve_label(curve),
+        "reference": curve_label(anchor),
+        **values,
+        **{"overlap_low": nan, "overlap_high": nan, "overlap_fraction": nan},
+        "points": len(points),
+        "reference_points": 0,
+        "note": f"the anchor {curve_label(anchor)} has no {task} {metric} curve; no BD against it",
+    }
 
 
 def bd_note(row: dict, reasons: list[str] = ()) -> str:
@@ -331,6 +356,19 @@ def _point_intervals(rows: list[dict], curve: Curve, metric: str, points: list) 
     as_float = [[math.nan if v is None else v for v in pair] for pair in pairs]
     low, high = zip(*as_float, strict=True) if as_float else ((), ())
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+
+
+def _in_view(points: list[tuple[float, float]], span: list[float]) -> list[tuple[float, float]]:
+    """The points of a published curve within the run's rate range `span`, and one more on
+    each side so its line runs to the panel's edge (all of them when the run has no rates)."""
+    if not span:
+        return points
+    inside = [i for i, (bpp, _) in enumerate(points) if min(span) <= bpp <= max(span)]
+    if not inside:
+        below = [i for i, (bpp, _) in enumerate(points) if bpp < min(span)]
+        first = below[-1] if below else 0
+        return points[first : first + 2]
+    return points[max(inside[0] - 1, 0) : inside[-1] + 2]
 
 
 def plot(
@@ -379,10 +417,14 @@ def plot(
                         capsize=2,
                     )
             fixed = (published or {}).get((task, metric), {})
+            span = [bpp for points in by_curve.values() for bpp, _ in points]
             for (curve, points), marker in zip(fixed.items(), itertools.cycle("x+^v.")):
-                rate, value = zip(*points, strict=True)
+                rate, value = zip(*_in_view(points, span), strict=True)
                 ax.plot(rate, value, "--", color="0.5", marker=marker, markersize=4, linewidth=1,
                         label=curve_label(curve))  # fmt: skip
+            if fixed and span:  # the run's rates fill the panel, published curves cut there
+                margin = 0.05 * (max(span) - min(span) or max(span))
+                ax.set_xlim(min(span) - margin, max(span) + margin)
             for r in task_rows:
                 if r["codec"] == "uncompressed" and r["metric"] == metric:
                     if metric_info(metric).full_reference:  # a perfect score, not a level

@@ -17,6 +17,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from lic.codecs.classical import classical_codec
+from lic.codecs.padding import FIELD_PADDING
 from lic.errors import UsageError
 from lic.metrics.pixel import PSNR
 from lic.pcmp.defaults import FAMILY_NAMES
@@ -104,7 +105,7 @@ def codec_family(checkpoints: Sequence[str]) -> Family:
 
     if not checkpoints:
         raise UsageError("the 'codec' family needs codec checkpoints (--codec-ckpt)")
-    codecs = [BitstreamCodec(load_checkpoint(p)[0]) for p in checkpoints]
+    codecs = [BitstreamCodec(load_checkpoint(p)[0], padding=FIELD_PADDING) for p in checkpoints]
 
     def apply(image: Tensor, k: float, seed: int) -> Tensor:
         codec = codecs[int(k)]

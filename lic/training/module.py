@@ -14,7 +14,8 @@ from lic.codecs.checkpoint import (
     init_codec_weights,
     load_codec_state,
 )
-from lic.codecs.io import BitstreamCodec, pad_to_stride, payload_bpp
+from lic.codecs.io import BitstreamCodec, crop_image, pad_image, payload_bpp
+from lic.codecs.padding import FIELD_PADDING
 from lic.codecs.registry import codec_stride, create_codec
 from lic.errors import LicError
 from lic.losses import RateDistortionLoss
@@ -121,10 +122,11 @@ class CodecModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self._parameter_groups()[0], self.hparams.clip_max_norm)
 
     def _forward(self, x: Tensor) -> dict:
-        """Codec output for any image size: padded to the stride, `x_hat` cropped back."""
-        h, w = x.shape[-2:]
-        out = self.codec(pad_to_stride(x, self.stride).contiguous(memory_format=self.memory_format))
-        out["x_hat"] = out["x_hat"][..., :h, :w]
+        """Codec output for any image size, padded as the real bitstreams are (FIELD_PADDING,
+        so val/bpp and val/bpp_real see the same pixels) and `x_hat` cropped back."""
+        padded = pad_image(x, self.stride, FIELD_PADDING)
+        out = self.codec(padded.contiguous(memory_format=self.memory_format))
+        out["x_hat"] = crop_image(out["x_hat"], *x.shape[-2:], self.stride, FIELD_PADDING)
         return out
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -160,7 +162,7 @@ class CodecModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.codec.update(force=True)
         if self.hparams.val_real_bpp:
-            self._bitstream_codec = BitstreamCodec(self.codec)
+            self._bitstream_codec = BitstreamCodec(self.codec, padding=FIELD_PADDING)
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         x = batch["image"]
