@@ -219,3 +219,36 @@ def test_received_folder_mutations_are_reused_recomputed_or_refused(tmp_path, ca
             path.write_bytes(_mutate(pristine[path], rng, kind))
             assert _received_run(images, out, ckpt) == clean, (path.name, kind)
     assert sorted(p for p in tmp_path.rglob("*") if out not in p.parents and p != out) == outside
+
+
+def test_received_iqa_cache_mutations_are_recomputed_with_a_warning(tmp_path, caplog):
+    """An IQA score cache, truncated, bit-flipped or oversized, 30 times: the scores are the
+    clean ones (a flipped digit in a score is caught by the cache's SHA-256), each damaged
+    file is named in a warning, and the cache is rewritten clean."""
+    import logging
+
+    from conftest import save_rgb
+
+    from lic.iqa.benchmark import metric_scores
+
+    reference = photo_like(32, 40, seed=1)
+    save_rgb(tmp_path / "r.png", reference)
+    pairs = []
+    for i, level in enumerate([0.02, 0.05, 0.1, 0.2]):
+        save_rgb(tmp_path / f"d{i}.png", (reference * (1 - level)).clamp(0, 1))
+        pairs.append((tmp_path / "r.png", tmp_path / f"d{i}.png"))
+    cache = tmp_path / "cache"
+    clean = metric_scores("psnr", pairs, {}, "cpu", cache)[0]
+    [path] = cache.glob("psnr-*.json")
+    pristine = path.read_bytes()
+    rng = np.random.default_rng(SEED)
+    for i in range(30):
+        kind = ("truncate", "flip", "oversize")[i % 3]
+        path.write_bytes(_mutate(pristine, rng, kind))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = metric_scores("psnr", pairs, {}, "cpu", cache)[0]
+        assert again.tolist() == clean.tolist(), kind
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(str(path) in m and "recomputing its scores" in m for m in warned), kind
+        assert path.read_bytes() == pristine

@@ -346,6 +346,13 @@ def scored_set(tmp_path):
     return folder
 
 
+def _edit_scores(text: str, key: str | None, value: object) -> str:
+    """The cache with `key` (None: its first pair) set to `value`, its digest left as is."""
+    cache = json.loads(text)
+    cache["scores"][key or next(iter(cache["scores"]))] = value
+    return json.dumps(cache)
+
+
 def _cache_file(cache: Path) -> Path:
     [path] = cache.glob("psnr-*.json")
     return path
@@ -355,9 +362,10 @@ def _cache_file(cache: Path) -> Path:
     ("damage", "message"),
     [
         (lambda text: text[: len(text) // 2], "not valid JSON"),
-        (lambda text: json.dumps(["a", "b"]), "not a mapping of 'ref|dist' to scores"),
-        (lambda text: json.dumps(json.loads(text) | {"x|y": "99"}), "field 'x|y' holds '99'"),
-        (lambda text: json.dumps(json.loads(text) | {"x|y": True}), "field 'x|y' holds True"),
+        (lambda text: json.dumps(["a", "b"]), "not a lic score cache of format 1"),
+        (lambda text: _edit_scores(text, "x|y", "99"), "field 'x|y' holds '99'"),
+        (lambda text: _edit_scores(text, "x|y", True), "field 'x|y' holds True"),
+        (lambda text: _edit_scores(text, None, 99.0), "do not match their SHA-256"),
         (lambda text: text[:-1] + " " * (24 * 2**20) + "}", "holds more than"),
     ],
 )

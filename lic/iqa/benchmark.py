@@ -1,7 +1,8 @@
 """Score a dataset with metrics (cached per metric configuration) and report agreement.
 
 The score cache is read back as untrusted: with a size cap proportional to the dataset, and
-checked to map 'ref|dist' to numbers; anything else is warned about and recomputed.
+checked to map 'ref|dist' to numbers whose SHA-256 the file records (a truncated, bit-flipped
+or hand-edited cache is detected); anything else is warned about and recomputed.
 """
 
 from __future__ import annotations
@@ -38,23 +39,42 @@ def _cache_path(cache_dir: Path, metric: str, kwargs: Mapping) -> Path:
     return inside(cache_dir, f"{safe_name(metric, 'metric')}-{digest}.json")
 
 
+CACHE_FORMAT = 1
+
+
+def _digest(scores: Mapping[str, float]) -> str:
+    return hashlib.sha256(json.dumps(scores, sort_keys=True).encode()).hexdigest()
+
+
 def read_cache(cache_file: Path, count: int) -> dict[str, float]:
     """The cached scores of `cache_file` ({} if none), read with a cap of `count` entries
-    (the pairs to score) at their largest; one too large or not a mapping of 'ref|dist' to
-    numbers is warned about and recomputed ({})."""
+    (the pairs to score) at their largest; one too large, not a mapping of 'ref|dist' to
+    numbers, or not matching its recorded SHA-256 is warned about and recomputed ({})."""
     if not cache_file.is_file():
         return {}
     try:
         cache = read_json_capped(cache_file, CACHE_SLACK + CACHE_ENTRY_BYTES * count)
-        if not isinstance(cache, dict):
-            raise InputError(f"{cache_file}: not a mapping of 'ref|dist' to scores")
-        for key, score in cache.items():
+        if not isinstance(cache, dict) or cache.get("format") != CACHE_FORMAT:
+            raise InputError(f"{cache_file}: not a lic score cache of format {CACHE_FORMAT}")
+        scores = cache.get("scores")
+        if not isinstance(scores, dict):
+            raise InputError(f"{cache_file}: field 'scores' is not a mapping of 'ref|dist'")
+        for key, score in scores.items():
             if not isinstance(score, (int, float)) or isinstance(score, bool):
                 raise InputError(f"{cache_file}: field {key!r} holds {score!r}, not a score")
+        if cache.get("sha256") != _digest(scores):
+            raise InputError(f"{cache_file}: scores do not match their SHA-256 (edited or corrupt)")
     except (InputError, OSError) as err:
         log.warning("%s; recomputing its scores", err)
         return {}
-    return cache
+    return scores
+
+
+def write_cache(cache_file: Path, scores: Mapping[str, float], root: Path) -> None:
+    """The cache with its format and the SHA-256 of its scores; atomic (a kill never
+    truncates it)."""
+    record = {"format": CACHE_FORMAT, "sha256": _digest(scores), "scores": scores}
+    write_text_atomic(cache_file, json.dumps(record), root)
 
 
 def metric_scores(
@@ -82,7 +102,7 @@ def metric_scores(
             else:
                 errors.append(row.error)
         if cache_file:
-            write_text_atomic(cache_file, json.dumps(cache), cache_dir)  # a kill never truncates it
+            write_cache(cache_file, cache, cache_dir)
     scores = np.array([cache.get(k, math.nan) for k in keys], dtype=float)
     return scores, metric_spec(metric_name).lower_better, errors
 
