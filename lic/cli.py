@@ -165,6 +165,42 @@ def _run_codec(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _add_conformance(sub: argparse._SubParsersAction) -> None:
+    help_text = "encode and decode under every device and thread setting: identical or refused"
+    p = sub.add_parser(
+        "conformance",
+        help=help_text,
+        description=f"{help_text}. Prints the matrix (rows: encoded on; columns: decoded on) "
+        "and exits 1 if any file decodes to a different image without an error.",
+    )
+    p.add_argument("--ckpt", required=True, type=Path, help="lic training checkpoint")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGES")
+    p.add_argument("--devices", nargs="+", default=["cpu"], help="e.g. cpu cuda (default: cpu)")
+    p.add_argument("--threads", nargs="+", type=_positive_int, default=[1, 2], help="default: 1 2")
+    p.set_defaults(run=_run_conformance, parser=p)
+
+
+def _run_conformance(args: argparse.Namespace) -> int:
+    from lic.codecs import load_checkpoint
+    from lic.codecs.conformance import OUTCOMES, conformance, settings_of
+    from lic.data.images import load_image
+
+    settings = settings_of(args.devices, args.threads)
+    images = [load_image(path) for path in args.images]
+    model, info = load_checkpoint(args.ckpt)
+    matrix = conformance(model, images, settings)
+    labels = [s.label for s in settings]
+    print(f"{info.label()}: {len(images)} image(s); rows encoded on, columns decoded on")
+    _print_aligned([{"encoded on": e} | {d: matrix[(e, d)].text() for d in labels} for e in labels])
+    for (encoder, decoder), cell in matrix.items():
+        for reason in cell.reasons:
+            print(f"{encoder} -> {decoder}: {reason}")
+    silent = sum(cell.counts[OUTCOMES[-1]] for cell in matrix.values())
+    if silent:
+        print(f"error: {silent} decode(s) silently different", file=sys.stderr)
+    return 1 if silent else 0
+
+
 def _compress_one(codec, path: Path, out: Path) -> str:
     from lic.codecs import bitstream_bpp, payload_bpp
     from lic.data.files import write_bytes_atomic
@@ -576,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delegates(sub)
     _add_score(sub)
     _add_codec_commands(sub)
+    _add_conformance(sub)
     _add_pcmp(sub)
     _add_iqa(sub)
     add_data_command(sub)

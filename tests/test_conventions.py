@@ -131,9 +131,10 @@ def test_zero_padding_is_eval_models(weights):
 
 
 def _as_version_1(data: bytes) -> bytes:
-    """A version-2 container of a `replicate` file rewritten as lic 0.1 wrote it."""
-    body = data[:-4]
-    assert body[4] == 2 and body[5] == 1  # version 2, padding code 1 (replicate)
+    """A version-3 container of a `replicate` file rewritten as lic 0.1 wrote it (no padding
+    field, no entropy checks)."""
+    body = data[:-4][: -len(Bitstream.from_bytes(data).checks.to_bytes())]
+    assert body[4] == 3 and body[5] == 1  # version 3, padding code 1 (replicate)
     old = body[:4] + b"\x01" + body[6:]
     return old + struct.pack(">I", zlib.crc32(old))
 
@@ -153,7 +154,7 @@ def test_version_1_files_decode_as_replicate_and_zero_padding_is_default(weights
     # one codec decodes both kinds: the file says how it was padded
     assert torch.equal(zeros.decode(data), replicate.decode(data))
     for offset, byte, message in (
-        (4, 9, "format version 9; this lic reads versions 1 and 2 (a newer lic wrote it"),
+        (4, 9, "format version 9; this lic reads versions 1, 2 and 3 (a newer lic wrote it"),
         (5, 7, "padding code 7 is none of {0: 'zeros', 1: 'replicate'}: the file is forged"),
     ):
         body = bytearray(new[:-4])

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from lic.cli import main
 from lic.codecs import BitstreamCodec, create_codec, load_checkpoint
+from lic.codecs.entropy_check import EntropyMismatchError
 from lic.codecs.io import Bitstream, BitstreamError, StreamLayout
 from lic.data.files import atomic_path, plan_outputs, write_bytes_atomic
 from lic.data.images import (
@@ -109,16 +110,20 @@ def test_pixel_limit_applies_to_bitstreams_and_can_be_raised(codec, real, limit)
         strict.decode(data)
 
 
-def test_garbage_streams_of_a_valid_length_decode_to_an_image(codec, real):
-    """Forged content of a plausible length reaches the native decoder (zero-padded)."""
+def test_garbage_streams_of_a_valid_length_decode_to_an_image_or_are_refused(codec, real):
+    """Forged content of a plausible length reaches the native decoder (zero-padded): a
+    garbage y stream decodes to an image; a garbage z stream gives other scales, which the
+    entropy checks refuse before y is decoded with them."""
     rng = np.random.default_rng(0)
     for fill in (b"\xff", b"\x00", None):
-        streams = tuple(
+        y, z = (
             fill * len(s) if fill else rng.integers(0, 256, len(s), dtype=np.uint8).tobytes()
             for s in real.streams
         )
-        out = codec.decode(dataclasses.replace(real, streams=streams).to_bytes())
+        out = codec.decode(dataclasses.replace(real, streams=(y, real.streams[1])).to_bytes())
         assert out.shape == (1, 3, 96, 128) and bool(out.isfinite().all())
+        with pytest.raises(EntropyMismatchError, match="entropy stage 1 differ"):
+            codec.decode(dataclasses.replace(real, streams=(y, z)).to_bytes())
 
 
 # ---- images ----------------------------------------------------------------------------

@@ -2,11 +2,17 @@
 
 Layout (all integers big-endian):
 
-    magic "LICB" | version u8 | padding u8 (version 2) | codec-name length u8
+    magic "LICB" | version u8 | padding u8 (version 2+) | codec-name length u8
     | codec name (UTF-8) | model fingerprint (8 bytes) | height u32 | width u32
     | shape length u32 | shape (JSON: the latent shapes compress() returned)
     | stream count u8 | per stream: length u32, bytes
+    | (version 3) origin (8 bytes: device, torch and CUDA versions, system, machine)
+    | check mode u8 | check count u8 | per check: CRC32 u32 of entropy parameters
     | CRC32 u32 of every byte before it
+
+The checks (lic.codecs.entropy_check) make a file that another device's arithmetic would
+decode to a silently wrong image fail instead (EntropyMismatchError, exit 1); 14 bytes for
+a hyperprior or mean-scale model, counted in `bpp_file`, never in the payload.
 
 The fingerprint is a hash of the codec's weights and entropy tables, so a file decoded with
 another checkpoint of the same architecture (another lambda, say) is refused instead of
@@ -31,11 +37,13 @@ JSON is at most 1 KB.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lic.codecs.entropy_check import (
+    MAX_CHECKS,
+    PER_CALL,
+    TOTAL,
+    EntropyChecks,
+    Origin,
+    traced,
+)
 from lic.codecs.padding import FIELD_PADDING, PADDINGS, blocks, padding_box
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
@@ -53,8 +69,8 @@ if TYPE_CHECKING:
     from compressai.models import CompressionModel
 
 MAGIC = b"LICB"
-VERSION = 2
-READS = (1, 2)  # version 1 files have no padding field: they were padded by `replicate`
+VERSION = 3
+READS = (1, 2, 3)  # version 1: no padding field (padded by `replicate`); 1-2: no checks
 FINGERPRINT_BYTES = 8
 MAX_SHAPE_BYTES = 1024
 RANS_WORD, RANS_FLUSH = 4, 8  # rANS streams are 32-bit words; every flush writes two
@@ -84,6 +100,7 @@ class Bitstream:
     shape: object
     streams: tuple[bytes, ...]
     padding: str = FIELD_PADDING
+    checks: EntropyChecks | None = None  # None: a version 1 or 2 file (nothing to check)
 
     @property
     def payload_bytes(self) -> int:
@@ -103,6 +120,9 @@ class Bitstream:
         ]
         for stream in self.streams:
             parts += [struct.pack(">I", len(stream)), stream]
+        if self.checks is None:
+            raise ValueError("a version 3 file records its entropy checks")
+        parts.append(self.checks.to_bytes())
         body = b"".join(parts)
         return body + struct.pack(">I", zlib.crc32(body))
 
@@ -118,7 +138,7 @@ class Bitstream:
         reader = _Reader(body, offset=4)
         (version,) = reader.unpack(">B")
         if version not in READS:
-            known = " and ".join(map(str, READS))
+            known = f"{', '.join(map(str, READS[:-1]))} and {READS[-1]}"
             raise BitstreamError(
                 f"bitstream format version {version}; this lic reads versions {known} "
                 "(a newer lic wrote it: upgrade lic to decode it)"
@@ -143,9 +163,20 @@ class Bitstream:
         shape = _shape(reader.take(shape_len))
         (count,) = reader.unpack(">B")
         streams = tuple(reader.take(reader.unpack(">I")[0]) for _ in range(count))
+        checks = _checks(reader) if version >= 3 else None
         if reader.offset != len(body):
             raise BitstreamError("trailing bytes after the last stream")
-        return cls(codec, fingerprint, height, width, shape, streams, padding)
+        return cls(codec, fingerprint, height, width, shape, streams, padding, checks)
+
+
+def _checks(reader: _Reader) -> EntropyChecks:
+    """The entropy checks of a version 3 file (lic.codecs.entropy_check)."""
+    origin = Origin(reader.unpack(">8B"))
+    mode, count = reader.unpack(">BB")
+    if mode not in (PER_CALL, TOTAL) or count > MAX_CHECKS or (mode == TOTAL and count != 1):
+        raise BitstreamError(f"entropy check mode {mode} with {count} checks cannot be lic's")
+    crcs = tuple(reader.unpack(">I")[0] for _ in range(count))
+    return EntropyChecks(mode, crcs, origin)
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -301,8 +332,17 @@ class BitstreamCodec:
 
     @property
     def codes_batches(self) -> bool:
-        """Whether one compress() call may code several images (MLIC++: one at a time)."""
-        return getattr(self.model, "codes_batches", True)
+        """Whether one compress() call may code several images as one batch: only models
+        whose entropy parameters come from `h_s` alone, which then runs image by image
+        (`_batch_invariant`); the others' context and slice networks would give a batch
+        other scales than a single image, so files coded together could not be decoded
+        alone (MLIC++ sets False itself)."""
+        from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+
+        explicit = getattr(self.model, "codes_batches", None)
+        if explicit is not None:
+            return bool(explicit)
+        return type(self.model) in (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior)
 
     def encode(self, image: Tensor) -> bytes:
         """(3, H, W) or (1, 3, H, W) in [0, 1] -> container bytes."""
@@ -325,7 +365,9 @@ class BitstreamCodec:
         h, w = x.shape[-2:]
         with torch.autocast(self.device.type, enabled=False):  # code in fp32, always
             x = pad_image(x.to(self.device, torch.float32), self.stride, self.padding)
-            out = self.model.compress(x)
+            with traced(self.model, len(x), self.device) as trace, _batch_invariant(self.model):
+                out = self.model.compress(x)
+        origin = Origin.here(self.device)
         if any(len(group) != len(x) for group in out["strings"]):
             raise ValueError("expected one string per entropy stage and image")
         shape = _plain(out["shape"])
@@ -344,6 +386,7 @@ class BitstreamCodec:
                 shape,
                 tuple(bytes(g[i]) for g in out["strings"]),
                 self.padding,
+                EntropyChecks.of_calls(trace.crcs[i], origin),
             ).to_bytes()
             for i in range(len(x))
         ]
@@ -444,9 +487,38 @@ class BitstreamCodec:
         first = streams[0]
         padded = [self._padded(s) for s in streams]
         strings = [[p[k] for p in padded] for k in range(len(first.streams))]
-        with torch.autocast(self.device.type, enabled=False):
+        expected = [s.checks for s in streams]
+        autocast = torch.autocast(self.device.type, enabled=False)
+        checked = traced(self.model, len(streams), self.device, expected)
+        with autocast, checked, _batch_invariant(self.model):
             x_hat = self.model.decompress(strings, first.shape)["x_hat"]
         return crop_image(x_hat, first.height, first.width, self.stride, first.padding).clamp(0, 1)
+
+
+@contextlib.contextmanager
+def _batch_invariant(model: CompressionModel) -> Iterator[None]:
+    """`model.h_s` run image by image while coding: a convolution over a batch may round
+    differently from one over a single image, and the scales it gives must be the same
+    whether a file was coded in a batch or alone (the entropy checks would refuse it)."""
+    hyper = getattr(model, "h_s", None)
+    if hyper is None:
+        yield
+        return
+    forward = hyper.forward
+
+    def one_at_a_time(z: Tensor) -> Tensor | tuple:
+        if len(z) == 1:
+            return forward(z)
+        parts = [forward(z[i : i + 1]) for i in range(len(z))]
+        if isinstance(parts[0], Tensor):
+            return torch.cat(parts)
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+    hyper.forward = one_at_a_time
+    try:
+        yield
+    finally:
+        del hyper.forward
 
 
 def _largest_tensor(model: CompressionModel, strings: list, shape: object) -> int:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
+from lic.codecs.io import VERSION as CONTAINER_VERSION
 from lic.codecs.io import crop_image, pad_image
 from lic.codecs.padding import FIELD_PADDING, PADDINGS
 from lic.data.files import sanitised
@@ -206,7 +207,10 @@ class LearnedCoder(Coder):
         self._lock = threading.Lock()
 
     def meta(self) -> dict:
-        return super().meta() | {"padding": self.padding}
+        """With real bitstreams, the container version: cells of files written otherwise
+        (version 2: no entropy checks, other scales for batch-coded images) are recomputed."""
+        container = {"container": CONTAINER_VERSION} if self.rate_source == "bitstream" else {}
+        return super().meta() | {"padding": self.padding} | container
 
     def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, Bits]]:
         """Real bitstreams, one compress() and one decompress() call per image size: the

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from lic.codecs.entropy_check import EntropyMismatchError
 from lic.codecs.io import BitstreamError
 from lic.data.files import inside, read_json_capped, safe_name, write_text_atomic
 from lic.data.images import ImageReadError
@@ -77,7 +78,14 @@ class Coded:
         self.error = str(err) if self.sample_id in str(err) else f"{self.sample_id}: {err}"
 
 
-CODING_ERRORS = (ImageReadError, BitstreamError, ValueError, RuntimeError, OSError)
+CODING_ERRORS = (
+    ImageReadError,
+    BitstreamError,
+    EntropyMismatchError,  # a device whose coding is not deterministic: that image fails
+    ValueError,
+    RuntimeError,
+    OSError,
+)
 CODING_MODES = ("workers", "device")
 KEPT_ORIGINALS_BYTES = 512 * 2**20
 """Prepared images each loading process keeps for the task's later cells (the first ones
