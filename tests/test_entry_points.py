@@ -28,6 +28,24 @@ def test_building_every_parser_imports_no_torch():
     assert build_parser().prog == "lic"
 
 
+def test_every_help_but_train_s_imports_no_torch():
+    """`lic CMD --help` for every command, `lic eval` included (its parser is its own);
+    `lic train` is LightningCLI, whose help is built from the classes it trains."""
+    commands = [c for c in build_parser()._subparsers._group_actions[0].choices if c != "train"]
+    code = (
+        "import contextlib, io, sys\n"
+        "from lic.cli import main\n"
+        f"for command in {commands!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main([command, '--help'])\n"
+        "    heavy = [m for m in ('torch', 'open_clip', 'transformers', 'lightning')"
+        " if m in sys.modules]\n"
+        "    assert not heavy, (command, heavy)\n"
+    )
+    assert "eval" in commands and len(commands) >= 12
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [

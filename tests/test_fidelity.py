@@ -25,6 +25,7 @@ from lic.evaluation import run
 from lic.evaluation.coders import ZooCoder, parse_zoo_spec
 from lic.evaluation.report import bd_table, resolve_anchor
 from lic.tasks import create_task
+from lic.tasks.fidelity import FidelityTask
 from lic.weights import WeightsUnavailableError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,12 +58,25 @@ def compressai_way(folder: Path, quality: int) -> dict[str, float]:
     return {"psnr": np.mean(psnr), "ms_ssim": np.mean(msssim), "bpp": np.mean(bpp)}
 
 
+def read_per_image(out: Path) -> list[dict]:
+    with (out / "per_image.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
 def read_rows(out: Path) -> list[dict]:
     with (out / "results.csv").open() as f:
         return list(csv.DictReader(f))
 
 
-def test_jpeg_points_match_compressai_bench(folder, tmp_path):
+def test_jpeg_points_match_compressai_bench(folder, tmp_path, monkeypatch):
+    scored = []
+    score = FidelityTask.predict_against
+
+    def counted(self, model, images, *args):
+        scored.append(len(images))
+        return score(self, model, images, *args)
+
+    monkeypatch.setattr(FidelityTask, "predict_against", counted)
     rows = run(
         checkpoints=[],
         tasks=["fidelity"],
@@ -83,9 +97,13 @@ def test_jpeg_points_match_compressai_bench(folder, tmp_path):
         db = -10 * math.log10(1 - theirs["ms_ssim"])
         assert ours["ms_ssim_db"]["value"] == pytest.approx(db, abs=1e-3)
         assert ours["psnr"]["n_images"] == len(SIZES)
-    # the uncompressed reference is a perfect score, capped finite
+    # the uncompressed reference is a perfect score, capped finite: known, never computed
     plain = {r["metric"]: r["value"] for r in rows if r["codec"] == "uncompressed"}
     assert plain == {"psnr": 100.0, "ms_ssim": 1.0, "ms_ssim_db": 100.0}
+    assert sum(scored) == 3 * len(SIZES)  # the JPEG points' images only
+    assert {r["n_images"] for r in rows if r["codec"] == "uncompressed"} == {len(SIZES)}
+    per_image = [r for r in read_per_image(tmp_path) if r["codec"] == "uncompressed"]
+    assert [float(r["psnr"]) for r in per_image] == [100.0] * len(SIZES)
 
 
 @pytest.mark.slow

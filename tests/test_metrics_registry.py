@@ -100,6 +100,20 @@ def test_losses_are_scalars_to_minimise(tiny_clip, pair):
     )
 
 
+def test_identity_values_are_what_each_metric_computes_on_identical_images(tiny_clip):
+    """The uncompressed row of the fidelity task is written from these, not computed."""
+    x = photo_like(192, 200, seed=5)[None]
+    options = {"lpips": {"pretrained": False}}
+    options |= {n: {"model": tiny_clip, "pretrained": None} for n in ("mlclipsim", "clip_global")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for name in list_metrics():
+            spec = metric_spec(name)
+            assert spec.identity is not None, name
+            score = create_metric(name, **options.get(name, {}))(x, x.clone())
+            assert float(score) == pytest.approx(spec.identity, abs=1e-6), name
+
+
 def test_clip_global_refuses_alpha(tiny_clip):
     with pytest.raises(ValueError, match="alpha"):
         create_metric("clip_global", model=tiny_clip, pretrained=None, alpha=0.5)

@@ -54,3 +54,13 @@ def test_samples_are_typed_and_read_as_tuples(tmp_path):
     assert isinstance(sample, Sample) and sample.annotation == 0
     path, label = sample
     assert task.sample_id(0) == sample.id == str(path) and label == 0
+
+
+def test_the_task_catalogue_names_each_class_by_its_name():
+    """lic.tasks.catalog lists the tasks without importing them; each entry is its class."""
+    from lic.tasks import TASKS
+    from lic.tasks.catalog import FIDELITY_METRICS, TASK_CLASSES
+
+    assert list(TASKS) == list(TASK_CLASSES)
+    assert all(TASKS[name].name == name for name in TASK_CLASSES)
+    assert TASKS["fidelity"].metric_choices == FIDELITY_METRICS

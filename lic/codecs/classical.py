@@ -27,11 +27,12 @@ import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import Tensor
-
-from lic.data.images import pillow_decode, pillow_encode
 from lic.errors import LicError, UsageError
+
+if TYPE_CHECKING:  # this module loads no torch: `lic eval --help` lists the codecs
+    from torch import Tensor
 
 EXTRA = "codecs"
 
@@ -110,10 +111,14 @@ class ClassicalCodec:
 
     def encode(self, image: Tensor, quality: int) -> bytes:
         """(3, H, W) in [0, 1] -> the codec's file, as 8-bit RGB."""
+        from lic.data.images import pillow_encode
+
         self.require()
         return pillow_encode(image, self.pil_format, **self.options(quality))
 
     def decode(self, data: bytes) -> Tensor:
+        from lic.data.images import pillow_decode
+
         self.require()
         return pillow_decode(data)
 

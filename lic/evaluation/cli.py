@@ -131,7 +131,7 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 
 
 def _add_curves(p: argparse.ArgumentParser) -> None:
-    from lic.tasks.fidelity import FidelityTask
+    from lic.tasks.catalog import FIDELITY_METRICS
 
     p.add_argument(
         "--baselines",
@@ -169,7 +169,7 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics",
         nargs="+",
-        choices=FidelityTask.metric_choices,
+        choices=FIDELITY_METRICS,
         help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
     )
     add_option_flag(p)
@@ -298,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help ends here, before torch is loaded
+
     import torch.distributed as dist
 
     from lic.evaluation.coders import parse_zoo_spec
     from lic.evaluation.rate_task import failed_images, run
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config = config_from_args(args)

@@ -46,7 +46,7 @@ from lic.evaluation.bootstrap import add_intervals
 from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.evaluation.curves import PUBLISHED
-from lic.evaluation.parallel import plan_threads, worker_threads
+from lic.evaluation.parallel import AUTO, plan_threads, worker_threads
 from lic.evaluation.per_image import ImageRates, images_path, read_images, write_images
 from lic.evaluation.references import ReferenceStore, file_digest
 from lic.tasks import Task, create_task
@@ -264,6 +264,7 @@ class CellResult:
     rates: ImageRates = field(default_factory=ImageRates)
     bpp_file: float | None = None
     rate_mean: str = "images"
+    known: bool = False  # written from the task's known values (Task.known_uncompressed)
 
     def to_json(self) -> dict:
         return {
@@ -550,7 +551,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
-        cells = evaluate_tasks(config, coders, device, out)
+        cells = evaluate_tasks(config, coders, device, out, requested.batch_size == AUTO)
     finally:
         torch.set_num_threads(threads)
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
@@ -597,11 +598,16 @@ def require_published_data(config: EvalConfig, names: Sequence[str]) -> None:
 
 
 def evaluate_tasks(
-    config: EvalConfig, coders: Sequence[Coder], device: torch.device, out: Path
+    config: EvalConfig,
+    coders: Sequence[Coder],
+    device: torch.device,
+    out: Path,
+    auto_batch: bool = False,
 ) -> list[tuple[dict, tuple[str, ...]]]:
     """Every (coder, task) cell with its task's metrics, in coder order; finished cells are
     read, the others evaluated in one stream per task (the uncompressed cell first) and each
-    written as soon as it is done."""
+    written as soon as it is done. `auto_batch`: --batch-size was auto, so a task's own CPU
+    batch size (`Task.cpu_batch`) applies on the CPU."""
     rank, _ = _distributed()
     cells = []
     for task_name in config.tasks:
@@ -626,8 +632,14 @@ def evaluate_tasks(
             if finished:
                 done[coder.key] = finished
         pending = reference_first([c for c in coders if c.key not in done])
+        for coder, result in known_cells(task, pending):
+            done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
+        pending = [c for c in pending if c.key not in done]
         model = functools.partial(task.build_model, device)
-        options = (config.batch_size, config.workers, config.progress, config.coding)
+        batch_size = config.batch_size
+        if auto_batch and device.type == "cpu" and task.cpu_batch:
+            batch_size = task.cpu_batch
+        options = (batch_size, config.workers, config.progress, config.coding)
         if pending:  # (the stream builds the model even for no cell)
             results = evaluate_cells(task, pending, model, device, *options, references)
             for coder, result in zip(pending, results, strict=True):
@@ -658,6 +670,29 @@ def cell_path(out: Path, task_name: str, coder: Coder) -> Path:
     return inside(out, Path("cells") / f"{name}.json")
 
 
+def known_cells(task: Task, coders: Sequence[Coder]) -> Iterator[tuple[Coder, CellResult]]:
+    """The uncompressed cell of a task that knows it (`Task.known_uncompressed`: a
+    full-reference metric's score of an image against itself), written without loading or
+    scoring an image; every sample counts as done."""
+    scores = task.known_uncompressed()
+    if scores is None:
+        return
+    for coder in coders:
+        if isinstance(coder, Uncompressed):
+            accumulator = task.new_accumulator()
+            ids = [task.sample_id(i) for i in range(len(task))]
+            accumulator.update([scores] * len(ids), [None] * len(ids), ids)
+            result = CellResult(
+                meta={**coder.meta(), **task.description()},
+                metrics=accumulator.compute(),
+                bpp=None,
+                n_images=len(ids),
+                accumulator=accumulator,
+                known=True,
+            )
+            yield coder, result
+
+
 def reference_first(coders: Sequence[Coder]) -> list[Coder]:
     """The uncompressed cell first: its model outputs are the references of the others (it
     loads and runs nothing for images whose reference is cached)."""
@@ -683,14 +718,18 @@ def write_cell(
 
 
 def log_cell(task_name: str, key: str, result: CellResult) -> None:
+    """One line per cell, numbers rounded as the reports round them."""
     rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
+    values = ", ".join(f"{name} {value:.4g}" for name, value in result.metrics.items())
+    images = result.n_images + len(result.failures)
+    speed = "known values, not computed" if result.known else f"{images / result.seconds:.1f} img/s"
     log.info(
-        "%s %s: %s %s, %d images (%d failed), %.1f img/s",
+        "%s %s: %s, %s; %d images (%d failed), %s",
         task_name,
         key,
         rate,
-        result.metrics,
+        values,
         result.n_images,
         len(result.failures),
-        (result.n_images + len(result.failures)) / max(result.seconds, 1e-9),
+        speed,
     )

@@ -59,6 +59,9 @@ class MetricSpec(MetricInfo):
     db_form: str = ""
     """Name under which reports also give -10 log10(1 - score), a similarity in dB ('' none)."""
     full_reference: bool = True
+    identity: float | None = None
+    """Its score of an image against itself with its default arguments (the uncompressed
+    row's value, written without computing it); None when not known exactly."""
 
     def build(self, **kwargs) -> nn.Module:
         factory = self.factory
@@ -122,6 +125,7 @@ def create_metric(name: str, as_loss: bool = False, **kwargs) -> nn.Module:
     return MetricLoss(metric, spec) if as_loss else metric
 
 
+PSNR_CAP_DB = 100.0  # lic.metrics.pixel.PSNR's default max_db: identical images
 MS_SSIM_MIN_SIDE = 161  # four 2x downsamplings of an 11-tap window: pytorch_msssim's bound
 # CompressAI's convention: MSE on the 0..255 scale, so its lambda grid applies unchanged.
 MSE_LOSS_SCALE = 255.0**2
@@ -129,16 +133,19 @@ _CLIP_WEIGHTS = "open_clip pretrained tag or file: pretrained=TAG|PATH (default 
 
 for _spec in (
     MetricSpec("mse", "MSE", lower_better=True, factory="lic.metrics.pixel:MSE",
-               loss_scale=MSE_LOSS_SCALE),
-    MetricSpec("psnr", "PSNR", "dB", factory="lic.metrics.pixel:PSNR", loss_form="negative"),
+               loss_scale=MSE_LOSS_SCALE, identity=0.0),
+    MetricSpec("psnr", "PSNR", "dB", factory="lic.metrics.pixel:PSNR", loss_form="negative",
+               identity=PSNR_CAP_DB),
     MetricSpec("ms_ssim", "MS-SSIM", factory="lic.metrics.pixel:MSSSIM",
-               loss_form="one_minus", min_side=MS_SSIM_MIN_SIDE, db_form="ms_ssim_db"),
+               loss_form="one_minus", min_side=MS_SSIM_MIN_SIDE, db_form="ms_ssim_db",
+               identity=1.0),
     MetricSpec("lpips", "LPIPS", lower_better=True, factory="lic.metrics.lpips_metric:LPIPS",
-               weights="the lpips package's linear layers and torchvision's AlexNet/VGG weights"),
+               weights="the lpips package's linear layers and torchvision's AlexNet/VGG weights",
+               identity=0.0),
     MetricSpec("mlclipsim", "ML-CLIPSim", factory="lic.metrics.mlclipsim:MLCLIPSim",
-               loss_form="one_minus", weights=_CLIP_WEIGHTS),
+               loss_form="one_minus", weights=_CLIP_WEIGHTS, identity=1.0),
     MetricSpec("clip_global", "CLIP cosine", factory="lic.metrics.mlclipsim:clip_global",
-               loss_form="one_minus", weights=_CLIP_WEIGHTS),
+               loss_form="one_minus", weights=_CLIP_WEIGHTS, identity=1.0),
 ):  # fmt: skip
     register_metric(_spec)
 

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from lic.tasks.base import Accumulator, DatasetLayoutError, Sample, Task
-from lic.tasks.classification import ConsistencyTask, ImageNetTask
-from lic.tasks.detection import COCODetectionTask
-from lic.tasks.fidelity import FidelityTask
-from lic.tasks.segmentation import VOCSegmentationTask
-from lic.tasks.vqa import POPETask, SEEDBenchTask
+from lic.lazy import lazy_exports
+from lic.tasks.catalog import TASK_CLASSES
 
-TASKS: dict[str, type[Task]] = {
-    cls.name: cls
-    for cls in (
-        ImageNetTask,
-        VOCSegmentationTask,
-        COCODetectionTask,
-        ConsistencyTask,
-        POPETask,
-        SEEDBenchTask,
-        FidelityTask,
-    )
-}
+if TYPE_CHECKING:
+    from lic.tasks.base import Task
+
+
+class _Tasks(Mapping):
+    """name -> Task class, each imported on first use (listing the names loads no torch)."""
+
+    def __getitem__(self, name: str) -> type[Task]:
+        module, _, attribute = TASK_CLASSES[name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TASK_CLASSES)
+
+    def __len__(self) -> int:
+        return len(TASK_CLASSES)
+
+
+TASKS: Mapping[str, type[Task]] = _Tasks()
+_BASE = ("Accumulator", "DatasetLayoutError", "Sample", "Task")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_BASE, "lic.tasks.base"))
 
 
 def create_task(

@@ -170,6 +170,8 @@ class Task(ABC):
     reference_is_prediction: bool = True  # those outputs are also the uncompressed row
     model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
     protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
+    cpu_batch: int | None = None
+    """Images per model call on the CPU with --batch-size auto (None: the harness's)."""
 
     def __init__(
         self,
@@ -250,6 +252,12 @@ class Task(ABC):
 
     @abstractmethod
     def new_accumulator(self) -> Accumulator: ...
+
+    def known_uncompressed(self) -> dict[str, Any] | None:
+        """The prediction on every original when it is known without running anything (a
+        full-reference metric's score of an image against itself): the uncompressed row is
+        then written from it, not computed. None: the row is computed."""
+        return None
 
     def description(self) -> dict:
         return {

@@ -1,0 +1,125 @@
+"""lic eval's fidelity task against CompressAI's eval_model on the same weights and images:
+wall time, summed peak memory, and the numbers (which must agree).
+
+    python benchmarks/vs_compressai.py --images KODAK [--ckpt CKPT] [--rounds 5] [--busy]
+
+The lic checkpoint is exported as a CompressAI state dict; each round runs, as whole
+processes and interleaved,
+
+    python -m compressai.utils.eval_model checkpoint IMAGES -a ARCH -p STATE_DICT
+    lic eval --ckpt CKPT --task fidelity --metrics psnr ms_ssim --data-root IMAGES --out NEW
+
+(each in its defaults; lic's include bootstrap intervals, bd.csv, plots and summary.md).
+Memory is the peak over the run of the summed PSS of the process and its children, sampled
+every 20 ms. `--busy` runs one CPU-bound process beside them (a shared node). Prints the
+medians and lic's ratios, and checks mean PSNR (1e-5 dB), MS-SSIM (5e-6) and bpp (1e-9)
+agree (MS-SSIM: float32, eval_model on 0..255, lic on 0..1). Also times `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from lic.codecs import load_checkpoint
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+DEMO = CHECKPOINTS / "demo-bmshj2018-hyperprior-mse-0.013.ckpt"
+HELPS = [
+    ["lic", "--help"],
+    ["lic", "eval", "--help"],
+    ["lic", "train", "fit", "--help"],
+    ["lic", "compress", "--help"],
+    ["lic", "bd", "--help"],
+    ["lic", "sweep", "--help"],
+]
+
+
+def measured(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak summed PSS in MB, stdout) of one process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                total += p.memory_full_info().pss
+        peak = max(peak, total)
+        time.sleep(0.02)
+    out = proc.stdout.read()
+    if proc.returncode:
+        raise SystemExit(f"{cmd[:4]} failed with exit code {proc.returncode}")
+    return time.perf_counter() - start, peak / 2**20, out
+
+
+def lic_numbers(out: Path) -> dict[str, float]:
+    with (out / "results.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["codec"] != "uncompressed"]
+    numbers = {r["metric"]: float(r["value"]) for r in rows}
+    return {"psnr": numbers["psnr"], "ms_ssim": numbers["ms_ssim"], "bpp": float(rows[0]["bpp"])}
+
+
+def compressai_numbers(stdout: str) -> dict[str, float]:
+    results = json.loads(stdout[stdout.index("{") :])["results"]
+    names = {"psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "bpp": "bpp"}
+    return {k: float(np.mean(results[name])) for k, name in names.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", required=True, help="e.g. the 24 Kodak images")
+    p.add_argument("--ckpt", default=str(DEMO))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--busy", action="store_true", help="one CPU-bound process alongside")
+    args = p.parse_args()
+    model, info = load_checkpoint(args.ckpt)
+    work = Path(tempfile.mkdtemp(prefix="vs_compressai_"))
+    torch.save(model.state_dict(), work / "state_dict.pth")
+    theirs = [sys.executable, "-m", "compressai.utils.eval_model", "checkpoint", args.images]
+    theirs += ["-a", info.codec, "-p", str(work / "state_dict.pth")]
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    times: dict[str, list] = {"lic": [], "eval_model": []}
+    try:
+        for k in range(args.rounds):
+            out = work / f"lic{k}"
+            ours = ["lic", "eval", "--ckpt", args.ckpt, "--task", "fidelity", "--metrics"]
+            ours += ["psnr", "ms_ssim", "--data-root", args.images, "--out", str(out)]
+            times["lic"].append(measured(ours)[:2])
+            seconds, memory, stdout = measured(theirs)
+            times["eval_model"].append((seconds, memory))
+        mine, ref = lic_numbers(out), compressai_numbers(stdout)
+    finally:
+        if busy:
+            busy.kill()
+    for key, tolerance in (("psnr", 1e-5), ("ms_ssim", 5e-6), ("bpp", 1e-9)):
+        agree = abs(mine[key] - ref[key]) <= tolerance
+        verdict = "agree" if agree else "DIFFER"
+        print(f"{key}: lic {mine[key]:.7f}, eval_model {ref[key]:.7f} ({verdict})")
+    median = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in times.items()}
+    load = "next to one busy process" if args.busy else "quiet"
+    print(f"{args.rounds} interleaved rounds, {load}, {psutil.cpu_count()} cores")
+    print(f"{'':12} {'wall s':>8} {'peak MB':>9}")
+    for name, (seconds, memory) in median.items():
+        print(f"{name:12} {seconds:8.2f} {memory:9.0f}")
+    (a, b), (c, d) = median["lic"], median["eval_model"]
+    print(f"{'lic / eval':12} {a / c:8.2f}x {b / d:8.2f}x")
+    for cmd in HELPS:
+        seconds = statistics.median(measured(cmd)[0] for _ in range(3))
+        print(f"{' '.join(cmd):28} {seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
