@@ -1,4 +1,4 @@
-"""`lic` console entry point: one subcommand per job.
+"""`lic` console entry point: one subcommand per job (DESCRIPTION says what lic is).
 
 lic train fit --config configs/demo.yaml
 lic eval --ckpt checkpoints/*.ckpt --task fidelity --data-root data/demo/val --out results
@@ -606,8 +606,22 @@ def _run_delegate(name: str, argv: list[str]) -> int:
     return importlib.import_module(DELEGATES[name][1]).main(None)
 
 
+DESCRIPTION = (
+    "lic: learned image compression for machines and people. Train codecs on rate + lambda "
+    "x distortion (MSE, LPIPS, ML-CLIPSim), code real bitstreams, measure what downstream "
+    "models keep after decoding, and compare curves with published ones (BD-rate)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lic", description=__doc__.splitlines()[0])
+    from importlib.metadata import PackageNotFoundError, version
+
+    parser = argparse.ArgumentParser(prog="lic", description=DESCRIPTION)
+    try:
+        installed = version("lic")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = "unknown (not installed)"
+    parser.add_argument("--version", action="version", version=f"lic {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_delegates(sub)
     _add_score(sub)

@@ -243,6 +243,7 @@ def test_published_anchor_needs_the_kodak_images(tmp_path):
             tasks=["fidelity"],
             data_roots={"fidelity": str(demo)},
             out=tmp_path,
+            baselines=["jpeg"],
             metrics=["psnr"],
             published=["vtm17"],
         )

@@ -93,6 +93,11 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys):
         (["--data.train_dir", "EMPTY"], "no images found"),
         (["--model.no_such_key", "3"], "unrecognized arguments"),
         (["--trainer.accelerator", "gpu"], "--trainer.accelerator cpu"),
+        (["--model.lmbda", "-0.01"], "--model.lmbda -0.01: give a positive number"),
+        (["--model.lr=-1e-4"], "--model.lr -0.0001: give a positive number"),
+        (["--model.codec", "nope"], "--model.codec 'nope': one of bmshj2018-factorized"),
+        (["--model.distortion", "msee"], "--model.distortion 'msee': unknown metric 'msee'"),
+        (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in runs/"),
     ],
 )
 def test_train_py_usage_errors_are_one_line_exit_2(extra, expected, tmp_path):
@@ -133,3 +138,8 @@ def test_the_lic_program_ends_through_exit_program():
         text=True,
     )
     assert done.returncode == 2 and "unrecognized arguments: --no-such-flag" in done.stderr
+
+
+def test_lic_version_and_help_say_what_lic_is(capsys):
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("lic ")
+    assert build_parser().description.startswith("lic: learned image compression for machines")

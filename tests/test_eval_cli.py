@@ -66,8 +66,9 @@ def test_python_api_and_cli_share_the_record(folder, tmp_path):
 
     config = EvalConfig(tasks=["fidelity"], data_roots={"fidelity": folder}, out=tmp_path)
     assert yaml.safe_load(config.to_yaml())["data_roots"] == {"fidelity": str(folder)}
-    rows = run(config, metrics=["psnr"], workers=0, device="cpu", progress=False)
-    assert [r["codec"] for r in rows] == ["uncompressed"]
+    options = {"baselines": ["jpeg"], "qualities": {"jpeg": [50]}}
+    rows = run(config, metrics=["psnr"], workers=0, device="cpu", progress=False, **options)
+    assert sorted(r["codec"] for r in rows) == ["jpeg", "uncompressed"]
     assert EvalConfig.load(tmp_path / CONFIG_NAME).metrics == ["psnr"]
 
 
@@ -102,6 +103,14 @@ def test_convention_flags_reach_the_record():
     ("argv", "message"),
     [
         (["eval", "--out", "x"], "give --task"),
+        (
+            ["eval", "--task", "fidelity", "--data-root", ".", "--out", "x"],
+            "nothing to evaluate besides the uncompressed images: give --ckpt",
+        ),
+        (
+            ["eval", "--task", "fidelity", "--data-root", ".", "--ckpt-glob", "none/*.ckpt"],
+            "--ckpt-glob 'none/*.ckpt' matches no file",
+        ),
         (
             ["eval", "--task", "fidelity", "--data-root", ".", "--pad", "reflect"],
             "invalid choice: 'reflect'",

@@ -468,7 +468,7 @@ def test_script_writes_everything_and_fails_cleanly(datasets, checkpoints, tmp_p
     assert (out / "rate_task_consistency.png").is_file()
     bad_args = ["--out", str(out), "--data-root", str(tmp_path / "nope"), "--workers", "0"]
     bad = subprocess.run(
-        [*cmd[:3], "--task", "consistency", *bad_args, "--task-weights", "none"],
+        [*cmd[:4], "--task", "consistency", *bad_args, "--task-weights", "none"],
         capture_output=True,
         text=True,
         check=False,

@@ -264,7 +264,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig the command line asks for: --config's values, replaced by given flags."""
     values: dict[str, Any] = EvalConfig.load(args.config).__dict__ if args.config else {}
     if args.ckpt is not None or args.ckpt_glob is not None:
-        globbed = sorted(f for g in args.ckpt_glob or () for f in glob.glob(g))
+        globbed = []
+        for pattern in args.ckpt_glob or ():
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise UsageError(f"--ckpt-glob '{pattern}' matches no file")
+            globbed += matches
         values["checkpoints"] = list(args.ckpt or ()) + globbed
     if args.task is not None:
         values["tasks"] = args.task
@@ -309,6 +314,11 @@ def evaluate(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config = config_from_args(args)
+        if not (config.checkpoints or config.baselines):  # (the Python API allows it)
+            raise UsageError(
+                "nothing to evaluate besides the uncompressed images: give --ckpt, "
+                "--ckpt-glob or --baselines"
+            )
         for spec in (c for c in config.checkpoints if c.startswith("compressai:")):
             parse_zoo_spec(spec)
     except UsageError as err:

@@ -35,6 +35,40 @@ def _require_the_accelerator(accelerator: object) -> None:
         )
 
 
+def _require_sound_model_arguments(model: object) -> None:
+    """Codec, distortion, lambda and learning rates checked before anything is built: a
+    mistyped name or a negative lambda is one line (exit 2), not a failure minutes later."""
+    import math
+
+    from lic.codecs.registry import list_codecs
+    from lic.metrics import metric_spec
+    from lic.metrics.objective import distortion_weights
+
+    if model.codec not in list_codecs():
+        raise UsageError(f"--model.codec '{model.codec}': one of {', '.join(list_codecs())}")
+    try:
+        for name in distortion_weights(_as_plain(model.distortion)):
+            metric_spec(name)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--model.distortion {_as_plain(model.distortion)!r}: {err}") from None
+    for flag, value in (("lmbda", model.lmbda), ("lr", model.lr), ("aux_lr", model.aux_lr)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"--model.{flag} {value}: give a positive number")
+
+
+def _require_a_checkpoint_to_resume(config: object, checkpoint_dirs: list[str]) -> None:
+    """`--ckpt_path last` resumes a run folder's last.ckpt; none there (a mistyped lambda
+    names another folder) must not silently train from step 0."""
+    if config.get("ckpt_path") != "last":
+        return
+    if not any((Path(d) / "last.ckpt").is_file() for d in checkpoint_dirs):
+        raise UsageError(
+            f"--ckpt_path last: no last.ckpt in {', '.join(checkpoint_dirs)} (check the "
+            "codec, distortion and lambda, which name the run folder; drop --ckpt_path for "
+            "a new run)"
+        )
+
+
 class LicCLI(LightningCLI):
     """LightningCLI whose runs live in their own folder and whose errors are one line."""
 
@@ -42,12 +76,17 @@ class LicCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         model, trainer = config.model, config.trainer
         _require_the_accelerator(trainer.accelerator)
+        _require_sound_model_arguments(model)
         root = Path(trainer.default_root_dir or "runs")
         run_dir = root / run_name(model.codec, _as_plain(model.distortion), model.lmbda)
         trainer.default_root_dir = str(run_dir)
+        checkpoint_dirs = []
         for callback in trainer.callbacks or []:
-            if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.dirpath:
-                callback.init_args.dirpath = str(run_dir / "checkpoints")
+            if callback.class_path.endswith("ModelCheckpoint"):
+                if not callback.init_args.dirpath:
+                    callback.init_args.dirpath = str(run_dir / "checkpoints")
+                checkpoint_dirs.append(str(callback.init_args.dirpath))
+        _require_a_checkpoint_to_resume(config, checkpoint_dirs or [str(run_dir / "checkpoints")])
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
             init_args = getattr(logger, "init_args", None)
