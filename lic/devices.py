@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,3 +46,10 @@ def free_memory(device: torch.device) -> int | None:
         return int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return None
+
+
+def passive_openmp_waits() -> None:
+    """Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): a
+    spinning thread holds a core another process (a coder, a neighbour's job) needs. Only
+    effective before torch is imported, so `lic eval` and `lic train` call it first."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,12 @@ def test_the_lic_program_ends_through_exit_program():
 def test_lic_version_and_help_say_what_lic_is(capsys):
     assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("lic ")
     assert build_parser().description.startswith("lic: learned image compression for machines")
+
+
+def test_lic_train_makes_idle_openmp_threads_sleep_unless_told_otherwise():
+    code = "import os, lic.training.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env |= {"OMP_WAIT_POLICY": given} if given else {}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert done.stdout.strip() == expected, done.stderr[-500:]

@@ -16,6 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lic.devices import passive_openmp_waits
+
+__all__ = ["AUTO", "ThreadPlan", "passive_openmp_waits", "plan_threads", "worker_threads"]
+
 AUTO = "auto"
 CPU_CORES_PER_WORKER = 4  # a worker codes while the model runs on about this many cores
 MAX_WORKERS = 8
@@ -23,12 +27,6 @@ CPU_BATCH, DEVICE_BATCH = 8, 16
 """Images per task-model call. On 2 CPU cores ResNet-50 (channels-last) took 40-42 ms per
 image at batch 4-8 against 44 at 16 (cache), and a smaller first batch starts the model
 sooner; accelerators want larger batches."""
-
-
-def passive_openmp_waits() -> None:
-    """Idle OpenMP threads sleep (unless the user chose otherwise); only effective before
-    torch is imported, so `lic eval` calls it first."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cpu_cores() -> int:

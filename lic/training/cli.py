@@ -11,10 +11,14 @@ import logging
 import warnings
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lic.devices import passive_openmp_waits
 
-from lic.errors import UsageError, exit_program, run_entry_point
-from lic.training.naming import run_name
+passive_openmp_waits()  # before torch loads: shared nodes (measured in docs/design.md)
+
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+
+from lic.errors import UsageError, exit_program, run_entry_point  # noqa: E402
+from lic.training.naming import run_name  # noqa: E402
 
 __all__ = ["LicCLI", "main", "run_name"]
 
