@@ -48,6 +48,27 @@ def perturbed_hyper_synthesis(model, ulps: int = ULPS):
         handle.remove()
 
 
+@contextlib.contextmanager
+def lookup_off(model, call: int):
+    """The `call`-th scale-table lookup one table step off, as another device's arithmetic
+    can make it; yields the list of lookups made."""
+    gc = model.gaussian_conditional
+    build, calls = gc.build_indexes, []
+
+    def shifted(scales):
+        calls.append(1)
+        indexes = build(scales)
+        if len(calls) != call:
+            return indexes
+        return torch.where(indexes > 0, indexes - 1, indexes + 1)
+
+    gc.build_indexes = shifted
+    try:
+        yield calls
+    finally:
+        del gc.build_indexes
+
+
 def indexes_change(model, data: bytes) -> bool:
     stream = Bitstream.from_bytes(data)
     with torch.no_grad():
@@ -111,22 +132,8 @@ def test_mlicpp_checks_every_slice_as_it_comes():
     checks = Bitstream.from_bytes(data).checks
     assert checks.mode == PER_CALL and len(checks.crcs) == 6  # 3 slices x (anchor, rest)
     image = codec.decode(data)
-    stage = {"calls": 0}
-    build = model.gaussian_conditional.build_indexes
-
-    def later_stage_off(scales):  # stage 3's scales one table step off
-        stage["calls"] += 1
-        indexes = build(scales)
-        if stage["calls"] != 3:
-            return indexes
-        return torch.where(indexes > 0, indexes - 1, indexes + 1)
-
-    model.gaussian_conditional.build_indexes = later_stage_off
-    try:
-        with pytest.raises(EntropyMismatchError, match="entropy stage 3 differ"):
-            codec.decode(data)
-    finally:
-        del model.gaussian_conditional.build_indexes
+    with lookup_off(model, 3), pytest.raises(EntropyMismatchError, match="entropy stage 3"):
+        codec.decode(data)
     assert torch.equal(codec.decode(data), image)
 
 
@@ -140,20 +147,9 @@ def test_autoregressive_models_check_all_positions_at_the_end():
     checks = Bitstream.from_bytes(data).checks
     assert checks.mode == TOTAL and len(checks.crcs) == 1  # 8 x 8 positions: one CRC
     image = codec.decode(data)
-    build = model.gaussian_conditional.build_indexes
-    calls = []
-
-    def one_position_off(scales):  # position 40's scales one table step off
-        calls.append(1)
-        indexes = build(scales)
-        return torch.where(indexes > 0, indexes - 1, indexes + 1) if len(calls) == 40 else indexes
-
-    model.gaussian_conditional.build_indexes = one_position_off
-    try:
-        with pytest.raises(EntropyMismatchError, match="the entropy stages differ"):
-            codec.decode(data)
-    finally:
-        del model.gaussian_conditional.build_indexes
+    off = pytest.raises(EntropyMismatchError, match="the entropy stages differ")
+    with lookup_off(model, 40) as calls, off:  # position 40 of 64
+        codec.decode(data)
     assert len(calls) == 64 and torch.equal(codec.decode(data), image)
 
 
