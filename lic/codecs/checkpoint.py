@@ -7,8 +7,6 @@ the codec under `codec.` (never the frozen metric networks).
 
 from __future__ import annotations
 
-import contextlib
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lic.codecs.mlicpp.official import official_hparams, official_state_dict
-from lic.data.files import safe_name
+from lic.data.files import positive_number, safe_name
 from lic.errors import InputError
 from lic.weights import require_hub_file
 
@@ -203,11 +201,8 @@ def _lambda(value: object, path: str | Path) -> float | None:
     curves and names files, so a string such as '0.013/../../X' never gets that far."""
     if value is None:
         return None
-    number = None
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):
-            number = float(value)
-    if number is None or not math.isfinite(number) or number <= 0:
+    number = positive_number(value)
+    if number is None:
         raise InputError(f"{path}: lambda {value!r} in its metadata is not a positive number")
     return number
 

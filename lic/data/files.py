@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -51,11 +52,19 @@ def sanitised(text: object) -> str:
 def inside(root: str | Path, path: str | Path) -> Path:
     """`path` (relative to `root`, or absolute) once it resolves inside `root`; InputError
     otherwise: no name read from a file may lead a write or read out of its folder."""
-    base = Path(root).resolve()
-    target = (base / path).resolve()
-    if target != base and base not in target.parents:
-        raise InputError(f"{path} resolves outside {root}; refusing to read or write it")
-    return target
+    return within(root, Path(root).resolve() / path, shown=path)
+
+
+def positive_number(value: object) -> float | None:
+    """`value` (a number or its text, not a bool) as a positive finite float; None when it
+    is not one. Lambdas read from files and configs name folders and label curves."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def read_capped(path: str | Path, cap: int, gzipped: bool = False) -> bytes:
@@ -112,12 +121,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def within(root: str | Path, path: str | Path) -> Path:
+def within(root: str | Path, path: str | Path, shown: str | Path | None = None) -> Path:
     """`path` (as given: relative to the working folder, or absolute) once it resolves
-    inside `root` (likewise); InputError otherwise. `inside` is for names relative to root."""
+    inside `root` (likewise); InputError naming `shown` (default `path`) otherwise. `inside`
+    is for names relative to root."""
     base, target = Path(root).resolve(), Path(path).resolve()
     if target != base and base not in target.parents:
-        raise InputError(f"{path} resolves outside {root}; refusing to read or write it")
+        shown = path if shown is None else shown
+        raise InputError(f"{shown} resolves outside {root}; refusing to read or write it")
     return target
 
 

@@ -17,13 +17,13 @@ import os
 import sys
 from typing import Any
 
+from lic.devices import passive_openmp_waits
 from lic.evaluation.parallel import (
     AUTO,
     CPU_BATCH,
     CPU_CORES_PER_WORKER,
     DEVICE_BATCH,
     MAX_WORKERS,
-    passive_openmp_waits,
 )
 
 passive_openmp_waits()  # before torch loads: the model's threads share the cores with coders

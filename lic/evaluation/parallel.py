@@ -16,10 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lic.devices import passive_openmp_waits
-
-__all__ = ["AUTO", "ThreadPlan", "passive_openmp_waits", "plan_threads", "worker_threads"]
-
 AUTO = "auto"
 CPU_CORES_PER_WORKER = 4  # a worker codes while the model runs on about this many cores
 MAX_WORKERS = 8

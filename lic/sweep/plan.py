@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from lic.data.files import read_json_capped, safe_name, sanitised
+from lic.data.files import positive_number, read_json_capped, safe_name, sanitised
 from lic.errors import InputError, UsageError
 from lic.metrics.objective import objective_name
 from lic.training.naming import run_name
@@ -164,13 +163,8 @@ def _value(source: Path, configs: Sequence[Path], key: str, settings: Mapping[st
 
 def _lambda(source: Path, value: Any) -> float:
     """A lambda as a positive finite number (it names the run folder and labels the curve)."""
-    number = None
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number) or number <= 0:
+    number = positive_number(value)
+    if number is None:
         raise UsageError(f"{source}: model.lmbda {value!r} is not a positive number")
     return number
 

@@ -42,9 +42,8 @@ def _require_the_accelerator(accelerator: object) -> None:
 def _require_sound_model_arguments(model: object) -> None:
     """Codec, distortion, lambda and learning rates checked before anything is built: a
     mistyped name or a negative lambda is one line (exit 2), not a failure minutes later."""
-    import math
-
     from lic.codecs.registry import list_codecs
+    from lic.data.files import positive_number
     from lic.metrics import metric_spec
     from lic.metrics.objective import distortion_weights
 
@@ -56,7 +55,7 @@ def _require_sound_model_arguments(model: object) -> None:
     except (ValueError, TypeError) as err:
         raise UsageError(f"--model.distortion {_as_plain(model.distortion)!r}: {err}") from None
     for flag, value in (("lmbda", model.lmbda), ("lr", model.lr), ("aux_lr", model.aux_lr)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if positive_number(value) is None:
             raise UsageError(f"--model.{flag} {value}: give a positive number")
 
 
