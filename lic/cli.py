@@ -7,6 +7,7 @@ lic score --metric mlclipsim REF DIST [REF DIST ...]
 lic score --metric lpips --ref-dir A --dist-dir B --out scores.csv
 lic curves
 lic bd published:mlicpp results/kodak/results.csv:JPEG --anchor published:vtm --out bd.csv
+lic align results/consistency
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lic.cli_data import add_data_command, add_export_command
 from lic.codecs.padding import FIELD_PADDING, PADDINGS
 from lic.devices import resolve_device
 from lic.errors import UsageError, exit_program, run_entry_point
+from lic.evaluation.align_cli import add_align_command
 from lic.metrics.options import add_option_flag, metric_options
 from lic.sweep.cli import add_sweep_command
 from lic.weights import random_weights
@@ -633,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_command(sub)
     add_sweep_command(sub)
     _add_bd_commands(sub)
+    add_align_command(sub)
     return parser
 
 

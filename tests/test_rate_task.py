@@ -303,9 +303,15 @@ def test_top1_top5_match_hand_computation():
     labels = [1, 5, 0]  # hit; rank 6 (miss in top 5); rank 6 (miss)
     acc = TopKAccumulator()
     acc.update(list(logits), labels, ["a", "b", "c"])
-    assert acc.compute() == {"top1": pytest.approx(100 / 3), "top5": pytest.approx(100 / 3)}
+    p_true = logits.double().softmax(1)[[0, 1, 2], labels]  # alignment's outcome
+    assert acc.compute() == {
+        "top1": pytest.approx(100 / 3),
+        "top5": pytest.approx(100 / 3),
+        "p_true": pytest.approx(float(p_true.mean())),
+    }
+    assert acc.per_image()["p_true"] == pytest.approx(p_true.numpy())
     acc.update([torch.tensor([0.0, 0.2, 0.9, 0.3, 0.4, 0.5])], [5], ["d"])  # rank 2
-    assert acc.compute() == {"top1": 25.0, "top5": 50.0}
+    assert {k: acc.compute()[k] for k in ("top1", "top5")} == {"top1": 25.0, "top5": 50.0}
 
 
 def test_miou_matches_hand_computation():

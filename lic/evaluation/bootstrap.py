@@ -113,11 +113,12 @@ def add_intervals(
     resamples: int,
     seed: int,
     rate_mean: str = "images",
+    align: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """Attach to a cell (in memory) its per-image rows, its resampled metrics and bpp
-    (`resamples`, the rate averaged as `rate_mean`) and the interval of every metric (`ci`);
-    `resamples` 0: no intervals."""
-    cell["per_image"] = per_image_rows(cell["meta"], accumulator, rates)
+    """Attach to a cell (in memory) its per-image rows (with the `align` metric values),
+    its resampled metrics and bpp (`resamples`, the rate averaged as `rate_mean`) and the
+    interval of every metric (`ci`); `resamples` 0: no intervals."""
+    cell["per_image"] = per_image_rows(cell["meta"], accumulator, rates, align)
     if resamples <= 0:
         return
     task_ids = [task.sample_id(i) for i in range(len(task))]

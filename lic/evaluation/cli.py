@@ -172,6 +172,15 @@ def _add_curves(p: argparse.ArgumentParser) -> None:
         choices=FIDELITY_METRICS,
         help="fidelity task metrics (default all; ms_ssim also reports its dB form)",
     )
+    p.add_argument(
+        "--align",
+        nargs="+",
+        metavar="METRIC",
+        help="metric-task alignment: compute these full-reference metrics (e.g. psnr ms_ssim "
+        "lpips mlclipsim clip_global; psnr always) on each machine task's input and decoded "
+        "image, and write alignment.csv: which one predicts the task's per-image outcome "
+        "(2AFC, SRCC, with intervals and paired differences to PSNR)",
+    )
     add_option_flag(p)
     p.add_argument(
         "--bootstrap",
@@ -279,10 +288,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         values["baselines"], values["qualities"] = parse_baselines(args.baselines)
     if args.ckpt_meta is not None:
         values["ckpt_meta"] = parse_ckpt_meta(args.ckpt_meta)
+    if args.align is not None:
+        values["align"] = args.align
     if args.option:
-        from lic.tasks.fidelity import METRICS
+        from lic.tasks.catalog import FIDELITY_METRICS
 
-        metrics = args.metrics or values.get("metrics") or METRICS
+        metrics = args.metrics or values.get("metrics") or FIDELITY_METRICS
+        metrics = list(dict.fromkeys([*metrics, *values.get("align", ())]))
         values["metric_args"] = metric_options(args.option, metrics)
     if args.wandb is not None:
         values["use_wandb"] = True

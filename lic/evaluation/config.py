@@ -20,6 +20,7 @@ from lic.data.files import read_capped
 from lic.errors import InputError, UsageError
 from lic.evaluation.curves import PUBLISHED
 from lic.evaluation.parallel import AUTO
+from lic.metrics.registry import list_metrics, metric_spec
 
 RATE_MEANS = ("images", "pixels")
 """How a cell's rate averages its images: `images`, the mean of per-image bpp (CompressAI's
@@ -45,6 +46,9 @@ class EvalConfig:
     CompressAI eval_model's, or `replicate`); `rate_mean` how a cell's bpp averages its images
     (`images` or `pixels`). `anchor` may name a published curve (`published:vtm`, fidelity
     only, on the 24 Kodak images), `published` names published curves drawn on its plots.
+    `align` lists full-reference metrics computed per image on every machine task's input
+    and decoded image, to measure which one predicts the task's outcome (alignment.csv;
+    lic.evaluation.alignment); `metric_args` also reach them.
     """
 
     checkpoints: list[str] = field(default_factory=list)
@@ -62,6 +66,7 @@ class EvalConfig:
     bootstrap_seed: int = 0
     seed_protocol: str = "generate"
     metrics: list[str] | None = None
+    align: list[str] = field(default_factory=list)
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int | str = AUTO
     workers: int | str = AUTO
@@ -111,8 +116,29 @@ class EvalConfig:
                 "published curves (--anchor published:..., --published) are rate-distortion "
                 "curves: add --task fidelity"
             )
+        self._check_align()
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}
         self.ckpt_meta = {path: list(label) for path, label in self.ckpt_meta.items()}
+
+    def _check_align(self) -> None:
+        """`--align` names full-reference metrics, for at least one machine task."""
+        self.align = list(dict.fromkeys(self.align))
+        if not self.align:
+            return
+        unknown = [
+            n for n in self.align if n not in list_metrics() or not metric_spec(n).full_reference
+        ]
+        if unknown:
+            choices = [n for n in list_metrics() if metric_spec(n).full_reference]
+            raise UsageError(f"--align {' '.join(unknown)}: choose from {', '.join(choices)}")
+        from lic.tasks import TASKS
+
+        if not any(TASKS[t].outcomes for t in self.tasks if t in TASKS):
+            machine = ", ".join(t for t in TASKS if TASKS[t].outcomes)
+            raise UsageError(
+                "--align measures which metric predicts a machine task's outcome: add a "
+                f"machine task ({machine})"
+            )
 
     def resolved(self) -> EvalConfig:
         """The same run with every local path absolute, so it re-runs from any folder."""

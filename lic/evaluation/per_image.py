@@ -3,12 +3,14 @@
 `cells/<task>__<coder>.images.json.gz` holds the accumulator's per-image state (scores,
 sparse confusion matrices, detections, answers) and each image's rates (`ImageRates`): enough
 to recompute the cell's metrics and rate on any resample of the images, so a re-run with
-another `--bootstrap` or `--rate-mean` reuses the cell. per_image.csv has one row per (cell,
-image): the cell's labels, the image id, its bpp, bpp_file and pixels, and the task's
-per-image columns (`Accumulator.per_image`): for metrics that
-are means over images (PSNR, top-1, KL, ...) the image's own value, so the column means
+another `--bootstrap` or `--rate-mean` reuses the cell. With `--align`, it also holds each
+image's alignment metrics (`AlignValues`) and what they were computed with. per_image.csv
+has one row per (cell, image): the cell's labels, the image id, its bpp, bpp_file and
+pixels, and the task's per-image columns (`Accumulator.per_image`): for metrics that are
+means over images (PSNR, top-1, KL, ...) the image's own value, so the column means
 equal results.csv; for data-set statistics (mIoU, mAP, POPE F1) the image's own counts or
-scores, which do not average to the data-set value.
+scores, which do not average to the data-set value; with `--align`, `align_<metric>` per
+coded image (lic.evaluation.align_scores).
 """
 
 from __future__ import annotations
@@ -73,6 +75,35 @@ class ImageRates:
         )
 
 
+@dataclass
+class AlignValues:
+    """`--align` metric values of a cell's images: metric -> image id -> value, and per
+    metric what they were computed with (`AlignScorer.identity`)."""
+
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
+    identity: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, image_ids: list[str], scores: dict[str, list[float]]) -> None:
+        for name, column in scores.items():
+            self.values.setdefault(name, {}).update(zip(image_ids, column, strict=True))
+
+    def covers(self, identity: dict[str, dict]) -> bool:
+        """Whether it holds every metric of `identity`, computed as `identity` says."""
+        return all(self.identity.get(name) == same for name, same in identity.items())
+
+    def to_json(self) -> dict:
+        return {"values": self.values, "identity": self.identity}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> AlignValues:
+        data = data or {}
+        values = {
+            str(name): {str(k): float(v) for k, v in column.items()}
+            for name, column in data.get("values", {}).items()
+        }
+        return cls(values, {str(k): dict(v) for k, v in data.get("identity", {}).items()})
+
+
 def images_path(cell_path: Path) -> Path:
     return cell_path.with_name(cell_path.stem + ".images.json.gz")
 
@@ -82,9 +113,13 @@ IMAGES_BYTES, IMAGES_BYTES_PER_IMAGE = 2**20, 2**16
 detections, a VOC confusion matrix, a VLM's answers) are a few KB."""
 
 
-def write_images(path: Path, accumulator: Accumulator, rates: ImageRates) -> str:
+def write_images(
+    path: Path, accumulator: Accumulator, rates: ImageRates, align: AlignValues | None = None
+) -> str:
     """Write the per-image file; return the SHA-256 of its bytes (the cell file keeps it)."""
     data = {"format": IMAGES_FORMAT, "state": accumulator.state(), "rates": rates.to_json()}
+    if align is not None and align.values:
+        data["align"] = align.to_json()
     text = json.dumps(data, separators=(",", ":"))
     packed = gzip.compress(text.encode(), compresslevel=6, mtime=0)
     write_bytes_atomic(path, packed)
@@ -93,11 +128,12 @@ def write_images(path: Path, accumulator: Accumulator, rates: ImageRates) -> str
 
 def read_images(
     path: Path, accumulator: Accumulator, n_images: int, digest: str | None
-) -> ImageRates | None:
+) -> tuple[ImageRates, AlignValues] | None:
     """Merge the stored per-image state into `accumulator` (a fresh one) and return the
-    images' rates; None when there is no usable file (the cell is then recomputed, and why
-    is logged): absent, of an earlier format (no payload rate), not the file whose SHA-256
-    `digest` its cell recorded, or larger than a real file of `n_images` images can be."""
+    images' rates and alignment values; None when there is no usable file (the cell is then
+    recomputed, and why is logged): absent, of an earlier format (no payload rate), not the
+    file whose SHA-256 `digest` its cell recorded, or larger than a real file of `n_images`
+    images can be."""
     if not path.is_file():
         return None
     cap = IMAGES_BYTES + IMAGES_BYTES_PER_IMAGE * n_images
@@ -109,16 +145,25 @@ def read_images(
         if data.get("format") != IMAGES_FORMAT:
             return None
         rates = ImageRates.from_json(data["rates"])
+        align = AlignValues.from_json(data.get("align"))
         accumulator.merge(data["state"])
-        return rates
+        return rates, align
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("%s: unusable per-image state (%s); recomputing the cell", path, err)
         return None
 
 
-def per_image_rows(meta: dict, accumulator: Accumulator, rates: ImageRates) -> list[dict]:
+def per_image_rows(
+    meta: dict,
+    accumulator: Accumulator,
+    rates: ImageRates,
+    align: dict[str, dict[str, float]] | None = None,
+) -> list[dict]:
+    """One row per image of a cell; `align` (metric -> image -> value) adds the columns
+    `align_<metric>` (blank for images without a value: the uncompressed cell's)."""
     columns = accumulator.per_image()
     labels = {key: meta[key] for key in LABELS}
+    align = align or {}
     return [
         {
             **labels,
@@ -127,6 +172,7 @@ def per_image_rows(meta: dict, accumulator: Accumulator, rates: ImageRates) -> l
             "bpp_file": rates.bpp_file.get(image),
             "pixels": rates.pixels.get(image),
             **{name: float(values[i]) for name, values in columns.items()},
+            **{f"align_{name}": values.get(image) for name, values in align.items()},
         }
         for i, image in enumerate(accumulator.image_ids())
     ]

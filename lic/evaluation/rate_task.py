@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -47,11 +47,19 @@ from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, bu
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.evaluation.curves import PUBLISHED
 from lic.evaluation.parallel import AUTO, plan_threads, worker_threads
-from lic.evaluation.per_image import ImageRates, images_path, read_images, write_images
+from lic.evaluation.per_image import (
+    AlignValues,
+    ImageRates,
+    images_path,
+    read_images,
+    write_images,
+)
 from lic.evaluation.references import ReferenceStore, file_digest
 from lic.tasks import Task, create_task
+from lic.tasks.catalog import FIDELITY_METRICS
 
 if TYPE_CHECKING:
+    from lic.evaluation.align_scores import TaskAligner
     from lic.evaluation.report import ResultRow
 
 log = logging.getLogger(__name__)
@@ -97,7 +105,8 @@ class CodedImages(Dataset):
     after cell (item k is image `indices[k % n]` of cell `k // n`); runs inside DataLoader
     workers. For a task that uses references, `known` holds the digests of images whose
     reference output is cached: the others also send their original; the uncompressed coder
-    loads nothing for them."""
+    loads nothing for them. `keep_input` (--align): every coded image is sent with its input
+    and its file's digest."""
 
     def __init__(
         self,
@@ -107,9 +116,10 @@ class CodedImages(Dataset):
         batch_size: int = 16,
         code: bool = True,
         known: frozenset[str] | None = None,
+        keep_input: bool = False,
     ) -> None:
         self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
-        self.batch_size, self.known = batch_size, known
+        self.batch_size, self.known, self.keep_input = batch_size, known, keep_input
         self.kept: dict[int, tuple] = {}
         self.kept_bytes, self.keep_budget = 0, KEPT_ORIGINALS_BYTES
         self.cell = -1  # the cell this process codes now
@@ -143,15 +153,17 @@ class CodedImages(Dataset):
         except CoderSetupError as err:
             item.fatal = err
             return item
+        uncompressed = isinstance(coder, Uncompressed)
         try:
-            if self.known is not None:
+            if self.known is not None or self.keep_input:
                 item.key = file_digest(self.task.sample_file(index))
-                uncompressed = isinstance(coder, Uncompressed)
-                if item.key in self.known and uncompressed and self.task.reference_is_prediction:
-                    return item  # its row is its cached reference output
+            cached = self.known is not None and item.key in self.known
+            if cached and uncompressed and self.task.reference_is_prediction:
+                return item  # its row is its cached reference output
             item.image, item.target = self.load(index)
             item.pixels = item.image.shape[-2] * item.image.shape[-1]
-            if self.known is not None and item.key not in self.known:
+            missing_reference = self.known is not None and item.key not in self.known
+            if missing_reference or (self.keep_input and not uncompressed):
                 item.original = item.image
             if self.code:
                 item.image, item.bits = coder.roundtrip(item.image)
@@ -265,6 +277,7 @@ class CellResult:
     bpp_file: float | None = None
     rate_mean: str = "images"
     known: bool = False  # written from the task's known values (Task.known_uncompressed)
+    align: AlignValues = field(default_factory=AlignValues)  # --align metric values
 
     def to_json(self) -> dict:
         return {
@@ -297,6 +310,7 @@ def evaluate_cells(
     progress: bool = True,
     coding: str = "workers",
     references: ReferenceStore | None = None,
+    aligner: TaskAligner | None = None,
 ) -> Iterator[CellResult]:
     """Metric, mean bpp and failures of each coder on one task (sharded under torchrun), one
     CellResult per coder as soon as its cell is done; one loader streams all cells.
@@ -307,7 +321,8 @@ def evaluate_cells(
     `references`: the cached reference outputs of a task that `uses_reference` (required
     for it); missing ones are computed in the same batches and added. `model` may be a
     function that builds it: called once the workers have started, so that the first
-    images are coded while the model is built.
+    images are coded while the model is built. `aligner`: the `--align` metrics, scored on
+    every coded image against its input.
     """
     if task.uses_reference and references is None:
         raise ValueError(f"the {task.name} task needs a ReferenceStore")
@@ -324,6 +339,7 @@ def evaluate_cells(
         batch_size,
         code=coding == "workers",
         known=references.keys() if references is not None else None,
+        keep_input=aligner is not None,
     )
     loader = DataLoader(
         images,
@@ -338,7 +354,8 @@ def evaluate_cells(
         model = model()
     for coder in coders:
         cell_batches = itertools.islice(batches, images.per_cell)
-        yield run_cell(task, coder, model, device, cell_batches, coding, references, progress)
+        options = (coding, references, progress, aligner)
+        yield run_cell(task, coder, model, device, cell_batches, *options)
 
 
 def evaluate_cell(task: Task, coder: Coder, *args: Any, **options: Any) -> CellResult:
@@ -356,10 +373,14 @@ def run_cell(
     coding: str,
     references: ReferenceStore | None,
     progress: bool,
+    aligner: TaskAligner | None = None,
 ) -> CellResult:
-    """The task model over one cell's batches; then the states of all ranks merged."""
+    """The task model (and the `aligner`'s metrics) over one cell's batches; then the states
+    of all ranks merged."""
     rank, world = _distributed()
     accumulator = task.new_accumulator()
+    align = AlignValues(identity=aligner.identity() if aligner is not None else {})
+    aligned = aligner is not None and not isinstance(coder, Uncompressed)
     bits, failures, n_ok = [], [], 0
     start = time.perf_counter()
     bar = tqdm(
@@ -382,11 +403,17 @@ def run_cell(
             if good:
                 predictions, targets = task_outputs(task, coder, model, good, device, references)
                 accumulator.update(predictions, targets, [c.sample_id for c in good])
+                if aligned:
+                    decoded = [c.image.to(device, non_blocking=True) for c in good]
+                    inputs = [c.original for c in good]
+                    scores = aligner.score(inputs, decoded, [c.key for c in good])
+                    align.add([c.sample_id for c in good], scores)
                 bits += [(c.bits, c.pixels, c.sample_id) for c in good if c.bits is not None]
                 n_ok += len(good)
             bar.update(len(batch))
     bar.close()
     state = {"acc": accumulator.state(), "bits": bits, "failures": failures, "n_ok": n_ok}
+    state["align"] = align.values
     if references is not None:
         references.share(world)
     if world > 1:
@@ -399,6 +426,8 @@ def run_cell(
             bits += other["bits"]
             failures += other["failures"]
             n_ok += other["n_ok"]
+            for name, values in other["align"].items():
+                align.values.setdefault(name, {}).update(values)
     rates = ImageRates()
     for (payload, file), pixels, sample_id in bits:
         rates.add(sample_id, payload, file, pixels)
@@ -413,6 +442,7 @@ def run_cell(
         records=accumulator.records(),
         accumulator=accumulator,
         rates=rates,
+        align=align,
     )
 
 
@@ -468,23 +498,39 @@ def read_cell(path: Path, n_images: int = 0) -> dict | None:
     return cell
 
 
-def reuse_cell(path: Path, meta: dict, task: Task) -> tuple[dict, Any, ImageRates] | None:
-    """A finished cell of this `meta` with its per-image state (accumulator, rates), or None
-    when it must be computed (absent, another setting, no per-image state, or a cell whose
-    numbers its per-image state does not give: named in the log). The cell's reported
-    numbers are always recomputed from that state, never taken from its JSON."""
+class Finished(NamedTuple):
+    """A finished cell: its JSON and its per-image state."""
+
+    cell: dict
+    accumulator: Any
+    rates: ImageRates
+    align: AlignValues
+
+
+def reuse_cell(
+    path: Path, meta: dict, task: Task, align: dict[str, dict] | None = None
+) -> Finished | None:
+    """A finished cell of this `meta` with its per-image state, or None when it must be
+    computed (absent, another setting, no per-image state, no values of the `--align`
+    metrics of identity `align` for a coded cell, or a cell whose numbers its per-image
+    state does not give: named in the log). The cell's reported numbers are always
+    recomputed from that state, never taken from its JSON."""
     cell = read_cell(path, len(task))
     if cell is None or cell["meta"] != meta:
         return None
     accumulator = task.new_accumulator()
-    rates = read_images(images_path(path), accumulator, len(task), cell.get("images_sha256"))
-    if rates is None:
+    stored = read_images(images_path(path), accumulator, len(task), cell.get("images_sha256"))
+    if stored is None:
+        return None
+    rates, values = stored
+    if align and meta["codec"] != Uncompressed.codec and not values.covers(align):
+        log.info("%s: computed without these --align metrics; recomputing it", path)
         return None
     metrics, n_images = accumulator.compute(), len(accumulator.image_ids())
     if not _same_numbers(cell, metrics, n_images):
         log.warning("%s: its numbers differ from its per-image state; recomputing it", path)
         return None
-    return {**cell, "metrics": metrics, "n_images": n_images}, accumulator, rates
+    return Finished({**cell, "metrics": metrics, "n_images": n_images}, accumulator, rates, values)
 
 
 def _same_numbers(cell: dict, metrics: dict, n_images: int) -> bool:
@@ -565,8 +611,26 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             anchor=anchor_curve,
             convention=convention,
             published=published_points(published, rows),
+            sections=[align_cells(config, out, [cell for cell, _ in cells])]
+            if config.align
+            else [],
         )
     return rows
+
+
+def align_cells(config: EvalConfig, out: Path, cells: Sequence[dict]) -> str:
+    """alignment.csv and its plot from the cells' per-image rows; summary.md's section."""
+    from lic.evaluation.align_scores import align_metric_names
+    from lic.evaluation.alignment_report import RANDOM_NOTE, write_alignment
+    from lic.tasks import TASKS
+    from lic.weights import random_weights
+
+    per_image = [row for cell in cells for row in cell.get("per_image", ())]
+    outcomes = {t: TASKS[t].outcomes for t in config.tasks if TASKS[t].outcomes}
+    metrics = align_metric_names(config.align)
+    weights = RANDOM_NOTE if random_weights(config.task_weights) else "pretrained"
+    options = (config.bootstrap, config.bootstrap_seed, weights)
+    return write_alignment(out, per_image, outcomes, metrics, *options)[1]
 
 
 def prepare_out(config: EvalConfig) -> Path:
@@ -604,13 +668,12 @@ def evaluate_tasks(
     out: Path,
     auto_batch: bool = False,
 ) -> list[tuple[dict, tuple[str, ...]]]:
-    """Every (coder, task) cell with its task's metrics, in coder order; finished cells are
-    read, the others evaluated in one stream per task (the uncompressed cell first) and each
-    written as soon as it is done. `auto_batch`: --batch-size was auto, so a task's own CPU
-    batch size (`Task.cpu_batch`) applies on the CPU."""
-    rank, _ = _distributed()
+    """Every (coder, task) cell with its task's metrics, in coder order, task after task
+    (`evaluate_task`); the `--align` metrics are built once for every machine task."""
+    scorer = None
     cells = []
     for task_name in config.tasks:
+        fidelity_args = config.metrics or FIDELITY_METRICS
         task = create_task(
             task_name,
             config.data_roots[task_name],
@@ -618,49 +681,78 @@ def evaluate_tasks(
             weights=config.task_weights,
             limit=config.limit,
             metrics=config.metrics,
-            metric_args=config.metric_args,
+            metric_args={k: v for k, v in config.metric_args.items() if k in fidelity_args},
             protocol=config.seed_protocol,
         )
-        references = None
-        if task.uses_reference:
-            identity = task.reference_identity() | {"device": device.type}
-            references = ReferenceStore(out / "references", identity)
-        paths = {coder.key: cell_path(out, task_name, coder) for coder in coders}
-        done = {}
-        for coder in coders:
-            finished = reuse_cell(paths[coder.key], {**coder.meta(), **task.description()}, task)
-            if finished:
-                done[coder.key] = finished
-        pending = reference_first([c for c in coders if c.key not in done])
-        for coder, result in known_cells(task, pending):
-            done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
-        pending = [c for c in pending if c.key not in done]
-        model = functools.partial(task.build_model, device)
-        batch_size = config.batch_size
-        if auto_batch and device.type == "cpu" and task.cpu_batch:
-            batch_size = task.cpu_batch
-        options = (batch_size, config.workers, config.progress, config.coding)
-        if pending:  # (the stream builds the model even for no cell)
-            results = evaluate_cells(task, pending, model, device, *options, references)
-            for coder, result in zip(pending, results, strict=True):
-                done[coder.key] = write_cell(task, coder, result, paths[coder.key], references)
-        for coder in coders:
-            cell, accumulator, rates = done[coder.key]
-            cell["bpp"] = rates.mean(config.rate_mean)  # from the per-image state, as asked
-            cell["bpp_file"] = rates.mean(config.rate_mean, file=True)
-            cell["rate_mean"] = config.rate_mean
-            if rank == 0:
-                add_intervals(
-                    cell,
-                    task,
-                    accumulator,
-                    rates,
-                    config.bootstrap,
-                    config.bootstrap_seed,
-                    config.rate_mean,
-                )
-        cells += [(done[coder.key][0], task.metrics) for coder in coders]
+        aligner = None
+        if config.align and task.outcomes:
+            from lic.evaluation.align_scores import AlignScorer, TaskAligner
+
+            if scorer is None:
+                scorer = AlignScorer(config.align, config.task_weights, config.metric_args)
+                scorer.to(device)
+            aligner = TaskAligner(scorer, task, out / "references", device)
+        cells += evaluate_task(config, task, coders, device, out, auto_batch, aligner)
     return cells
+
+
+def evaluate_task(
+    config: EvalConfig,
+    task: Task,
+    coders: Sequence[Coder],
+    device: torch.device,
+    out: Path,
+    auto_batch: bool = False,
+    aligner: TaskAligner | None = None,
+) -> list[tuple[dict, tuple[str, ...]]]:
+    """The cells of one task: finished cells are read, the others evaluated in one stream
+    (the uncompressed cell first) and each written as soon as it is done. `auto_batch`:
+    --batch-size was auto, so the task's own CPU batch size (`Task.cpu_batch`) applies on
+    the CPU."""
+    references = None
+    if task.uses_reference:
+        identity = task.reference_identity() | {"device": device.type}
+        references = ReferenceStore(out / "references", identity)
+    paths = {coder.key: cell_path(out, task.name, coder) for coder in coders}
+    align = aligner.identity() if aligner is not None else None
+    done: dict[str, Finished] = {}
+    for coder in coders:
+        meta = {**coder.meta(), **task.description()}
+        if finished := reuse_cell(paths[coder.key], meta, task, align):
+            done[coder.key] = finished
+    pending = reference_first([c for c in coders if c.key not in done])
+    stores = (references, aligner)
+    for coder, result in known_cells(task, pending):
+        done[coder.key] = write_cell(task, coder, result, paths[coder.key], *stores)
+    pending = [c for c in pending if c.key not in done]
+    model = functools.partial(task.build_model, device)
+    batch_size = config.batch_size
+    if auto_batch and device.type == "cpu" and task.cpu_batch:
+        batch_size = task.cpu_batch
+    options = (batch_size, config.workers, config.progress, config.coding, references, aligner)
+    if pending:  # (the stream builds the model even for no cell)
+        results = evaluate_cells(task, pending, model, device, *options)
+        for coder, result in zip(pending, results, strict=True):
+            done[coder.key] = write_cell(task, coder, result, paths[coder.key], *stores)
+    names = aligner.names if aligner is not None else ()
+    for coder in coders:
+        cell, accumulator, rates, values = done[coder.key]
+        cell["bpp"] = rates.mean(config.rate_mean)  # from the per-image state, as asked
+        cell["bpp_file"] = rates.mean(config.rate_mean, file=True)
+        cell["rate_mean"] = config.rate_mean
+        if _distributed()[0] == 0:
+            align_values = {n: values.values[n] for n in names if n in values.values}
+            add_intervals(
+                cell,
+                task,
+                accumulator,
+                rates,
+                config.bootstrap,
+                config.bootstrap_seed,
+                config.rate_mean,
+                align_values,
+            )
+    return [(done[coder.key].cell, task.metrics) for coder in coders]
 
 
 def cell_path(out: Path, task_name: str, coder: Coder) -> Path:
@@ -700,21 +792,29 @@ def reference_first(coders: Sequence[Coder]) -> list[Coder]:
 
 
 def write_cell(
-    task: Task, coder: Coder, result: CellResult, path: Path, references: ReferenceStore | None
-) -> tuple[dict, Any, ImageRates]:
-    """Write a cell, its per-image results and new reference outputs (on rank 0); return
-    (cell JSON, accumulator, per-image rates)."""
+    task: Task,
+    coder: Coder,
+    result: CellResult,
+    path: Path,
+    references: ReferenceStore | None,
+    aligner: TaskAligner | None = None,
+) -> Finished:
+    """Write a cell, its per-image results and new reference outputs and features (on rank
+    0); return it as a finished cell."""
     cell = result.to_json()
     if _distributed()[0] == 0:
         if references is not None:
             references.save()
+        if aligner is not None:
+            aligner.save()
         if result.records is not None:
             write_records(path.parent.parent / "answers" / path.with_suffix(".jsonl").name, result)
         out = path.parent.parent
-        cell["images_sha256"] = write_images(images_path(path), result.accumulator, result.rates)
+        digest = write_images(images_path(path), result.accumulator, result.rates, result.align)
+        cell["images_sha256"] = digest
         write_text_atomic(path, json.dumps(cell, indent=1), out)
         log_cell(task.name, coder.key, result)
-    return cell, result.accumulator, result.rates
+    return Finished(cell, result.accumulator, result.rates, result.align)
 
 
 def log_cell(task_name: str, key: str, result: CellResult) -> None:

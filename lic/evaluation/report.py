@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -545,10 +546,12 @@ def write_reports(
     anchor: Curve | None = None,
     convention: dict[str, str] | None = None,
     published: dict[tuple[str, str], dict] | None = None,
+    sections: Sequence[str] = (),
 ) -> None:
     """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`, each
     stating the rate `convention` (`rate_convention`); `published` curves
-    (`published_points`) are drawn on the plots and may be the anchor."""
+    (`published_points`) are drawn on the plots and may be the anchor; `sections` are
+    added to summary.md (metric-task alignment)."""
     write_csv_atomic(out / "results.csv", rows, COLUMNS, out)
     failures = [
         {"cell": c["meta"]["key"], "task": c["meta"]["task"], "error": e}
@@ -584,7 +587,7 @@ def write_reports(
         out,
     )
     plots = plot(rows, out, anchor, convention, published)
-    summary = markdown(rows, bd, cells, anchor, convention, published)
+    summary = markdown(rows, bd, cells, anchor, convention, published) + "".join(sections)
     write_text_atomic(out / "summary.md", summary, out)
     if use_wandb:
         import wandb

@@ -165,5 +165,10 @@ for _info in (
     MetricInfo("f1", "F1", "%"),
     MetricInfo("yes_ratio", "yes ratio", "%", is_quality=False),
     MetricInfo("unparsed", "unparsed answers", "%", lower_better=True),
+    # per-image task outcomes (Task.outcomes) that metric-task alignment predicts
+    MetricInfo("p_true", "true-class probability"),
+    MetricInfo("image_miou", "image mIoU", "%"),
+    MetricInfo("image_recall", "image recall@[.5:.95]", "%"),
+    MetricInfo("image_accuracy", "image accuracy", "%"),
 ):
     register_result(_info)

@@ -131,6 +131,10 @@ class PerImageAccumulator(TableAccumulator):
         return {"ids": list(self.ids), "values": {k: list(v) for k, v in self.values.items()}}
 
     def merge(self, state: dict) -> None:
+        """Add another state of the same columns (a stored state of other columns, written
+        before a column was added, raises KeyError: its cell is recomputed)."""
+        if set(state["values"]) != set(self.names):
+            raise KeyError(f"per-image columns {sorted(state['values'])}, not {list(self.names)}")
         self.ids += state["ids"]
         for name, values in state["values"].items():
             self.values[name] += values
@@ -172,6 +176,10 @@ class Task(ABC):
     protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
     cpu_batch: int | None = None
     """Images per model call on the CPU with --batch-size auto (None: the harness's)."""
+    outcomes: tuple[str, ...] = ()
+    """Per-image columns (`Accumulator.per_image`) that say what the model kept of each
+    decoded image: what metric-task alignment (`lic eval --align`) asks a metric to predict.
+    Their direction is their registry record's `lower_better`."""
 
     def __init__(
         self,

@@ -86,14 +86,18 @@ class ClassifierTask(Task):
 
 
 class TopKAccumulator(PerImageAccumulator):
-    names = ("top1", "top5")
+    """Top-1 and top-5 (0 or 100 per image) and the softmax probability of the true class."""
+
+    names = ("top1", "top5", "p_true")
 
     def update(self, predictions, targets, sample_ids) -> None:
         logits = torch.stack(list(predictions))
         labels = torch.as_tensor(list(targets))
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
         top1 = 100.0 * (top5[:, 0] == labels)
-        self.add(sample_ids, top1=top1, top5=100.0 * (top5 == labels[:, None]).any(dim=1))
+        p_true = logits.double().softmax(1).gather(1, labels[:, None])[:, 0]
+        top5_hit = 100.0 * (top5 == labels[:, None]).any(dim=1)
+        self.add(sample_ids, top1=top1, top5=top5_hit, p_true=p_true)
 
 
 class ImageNetTask(ClassifierTask):
@@ -105,6 +109,7 @@ class ImageNetTask(ClassifierTask):
     default_model = "resnet50"
     default_weights = "IMAGENET1K_V2"
     metrics = ("top1", "top5")
+    outcomes = ("top1", "p_true")
 
     def layout_hint(self) -> str:
         return (
@@ -193,6 +198,7 @@ class ConsistencyTask(ClassifierTask):
     default_model = "resnet50"
     default_weights = "IMAGENET1K_V2"
     metrics = ("top1_agreement", "kl")
+    outcomes = ("top1_agreement", "kl")
     uses_reference = True
 
     def layout_hint(self) -> str:

@@ -92,9 +92,48 @@ class DetectionAccumulator(Accumulator):
         return self.sample_ids
 
     def per_image(self) -> dict[str, np.ndarray]:
-        """Detections per image (mAP is a data-set statistic with no per-image value)."""
+        """Detections per image and its recall (`image_recall`, percent): the share of its
+        ground-truth objects (crowds aside) that COCOeval matches to a detection, averaged
+        over the IoU thresholds .5:.95, all areas, 100 detections: mAP's matching, per
+        image (mAP itself is a data-set statistic with no per-image value). NaN for an image
+        without objects."""
         counts = Counter(d["image_id"] for d in self.detections)
-        return {"detections": np.asarray([counts[i] for i in self.image_ids_], dtype=float)}
+        detections = np.asarray([counts[i] for i in self.image_ids_], dtype=float)
+        return {"detections": detections, "image_recall": self._image_recall()}
+
+    def _image_recall(self) -> np.ndarray:
+        gt = self.ground_truth
+        objects = np.asarray(
+            [len(gt.getAnnIds(imgIds=[i], iscrowd=False)) for i in self.image_ids_], dtype=float
+        )
+        if not self.detections:
+            return np.where(objects > 0, 0.0, math.nan)
+        evaluation = self._matched()
+        images = evaluation.params.imgIds
+        column = {image_id: i for i, image_id in enumerate(images)}
+        matched, total = np.zeros(len(images)), np.zeros(len(images))
+        thresholds = len(evaluation.params.iouThrs)
+        for k, entry in enumerate(evaluation.evalImgs):
+            area, image = divmod(k % (len(evaluation.params.areaRng) * len(images)), len(images))
+            if entry is None or area != 0:  # area 0: "all"
+                continue
+            counted = ~np.asarray(entry["gtIgnore"], dtype=bool)
+            matched[image] += (np.asarray(entry["gtMatches"])[:, counted] > 0).sum()
+            total[image] += thresholds * counted.sum()
+        recall = np.divide(
+            100.0 * matched, total, out=np.full(len(images), math.nan), where=total > 0
+        )
+        return np.asarray([recall[column[i]] for i in self.image_ids_])
+
+    def _matched(self) -> COCOeval:
+        """COCOeval of the detections after `evaluate` (the per-image matching)."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluation = COCOeval(
+                self.ground_truth, self.ground_truth.loadRes(self.detections), "bbox"
+            )
+            evaluation.params.imgIds = sorted(set(self.image_ids_))
+            evaluation.evaluate()
+        return evaluation
 
     def resample(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         return self.resampler()(counts)
@@ -104,12 +143,7 @@ class DetectionAccumulator(Accumulator):
         per-image results (an image drawn twice, twice) and runs `accumulate`."""
         if not self.detections or not self.image_ids_:
             return lambda counts: {"map": np.zeros(len(counts)), "map50": np.zeros(len(counts))}
-        with contextlib.redirect_stdout(io.StringIO()):
-            evaluation = COCOeval(
-                self.ground_truth, self.ground_truth.loadRes(self.detections), "bbox"
-            )
-            evaluation.params.imgIds = sorted(set(self.image_ids_))
-            evaluation.evaluate()
+        evaluation = self._matched()
         params = copy.deepcopy(evaluation.params)
         column = {image_id: i for i, image_id in enumerate(params.imgIds)}
         position = np.asarray([column[i] for i in self.image_ids_])
@@ -144,6 +178,7 @@ class COCODetectionTask(Task):
     default_model = "fasterrcnn_resnet50_fpn_v2"
     default_weights = "COCO_V1"
     metrics = ("map", "map50")
+    outcomes = ("image_recall",)
 
     def layout_hint(self) -> str:
         return "expected val2017/*.jpg and annotations/instances_val2017.json"

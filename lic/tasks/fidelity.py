@@ -48,15 +48,13 @@ def build_metrics(
     """The metric modules, pretrained (raising WeightsUnavailableError offline) or, for
     tag 'none', random; `metric_args` replace or add constructor arguments."""
     pretrained = not random_weights(tag)
-    options = {
-        "lpips": {"pretrained": pretrained},
-        "mlclipsim": {"model": tower, "pretrained": tag if pretrained else None},
-    }
+    clip = {"model": tower, "pretrained": tag if pretrained else None}
+    options = {"lpips": {"pretrained": pretrained}, "mlclipsim": clip, "clip_global": clip}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random networks (tests) are the same in every run
         return nn.ModuleDict(
             {
-                n: create_metric(n, **options.get(n, {}), **dict((metric_args or {}).get(n, {})))
+                n: create_metric(n, **{**options.get(n, {}), **(metric_args or {}).get(n, {})})
                 for n in names
             }
         )

@@ -81,6 +81,7 @@ class VOCSegmentationTask(Task):
     default_model = "deeplabv3_resnet50"
     default_weights = "COCO_WITH_VOC_LABELS_V1"
     metrics = ("miou", "pixel_acc")
+    outcomes = ("image_miou",)
 
     def layout_hint(self) -> str:
         return (

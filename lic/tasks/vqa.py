@@ -103,8 +103,9 @@ class AnswerAccumulator(TableAccumulator):
         return dict(table)
 
     def per_image(self) -> dict[str, np.ndarray]:
-        """Questions, right answers and unparsed answers of each image (the scores are
-        ratios over all questions, not means over images)."""
+        """Questions, right answers and unparsed answers of each image, and its share of
+        right answers in percent (`image_accuracy`; the task's scores are ratios over all
+        questions, not means over images)."""
         column = {image: i for i, image in enumerate(self.image_ids())}
         out = {name: np.zeros(len(column)) for name in ("questions", "correct", "unparsed")}
         for r in self.rows:
@@ -112,6 +113,7 @@ class AnswerAccumulator(TableAccumulator):
             out["questions"][i] += 1
             out["correct"][i] += r["parsed"] == r["truth"]
             out["unparsed"][i] += r["parsed"] is None
+        out["image_accuracy"] = _percent(out["correct"], out["questions"])
         return out
 
     def scores(self, tally: Tally, group: str, size: int) -> dict[str, np.ndarray]:
@@ -187,6 +189,7 @@ class VLMTask(Task):
     default_model = DEFAULT_VLM
     default_weights = "DEFAULT"
     model_family = "transformers"
+    outcomes = ("image_accuracy",)
     samples: list[Sample]  # (image path, its questions)
 
     def load(self, index: int) -> tuple[Tensor, list[Question]]:
