@@ -15,6 +15,7 @@ networks when the run's `--task-weights none` (format checks only; every output 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -79,19 +80,26 @@ class AlignScorer:
     def score(
         self, inputs: Sequence[Tensor], decoded: Sequence[Tensor], features: Sequence[Mapping]
     ) -> dict[str, list[float]]:
-        """metric -> per-pair value; a metric that cannot score a pair (MS-SSIM on a side
-        under 161 px) gives NaN for it, which alignment leaves out."""
-        values: dict[str, list[Tensor]] = {n: [] for n in self.names}
-        for x, y, kept in zip(inputs, decoded, features, strict=True):
-            x, y = x[None].to(y.device, torch.float32), y[None].float()
+        """metric -> per-pair value, the pairs of one size scored in one batch on the decoded
+        images' device; a metric that cannot score a size (MS-SSIM under 161 px) gives NaN,
+        which alignment leaves out."""
+        values = {n: [math.nan] * len(inputs) for n in self.names}
+        by_size: dict[tuple, list[int]] = {}
+        for i, image in enumerate(decoded):
+            by_size.setdefault(tuple(image.shape), []).append(i)
+        for size, indices in by_size.items():
+            y = torch.stack([decoded[i] for i in indices]).float()
+            x = torch.stack([inputs[i] for i in indices]).to(y.device, torch.float32)
             for name, metric in self.nets.items():
-                if min(x.shape[-2:]) < metric_spec(name).min_side:
-                    values[name].append(torch.tensor(float("nan")))
-                elif name in kept:
-                    values[name].append(metric.score_features([kept[name]], y).reshape(()))
+                if min(size[-2:]) < metric_spec(name).min_side:
+                    continue
+                if name in self.featured and all(name in features[i] for i in indices):
+                    scores = metric.score_features([features[i][name] for i in indices], y)
                 else:
-                    values[name].append(metric(x, y).reshape(()))
-        return {n: torch.stack(v).double().cpu().tolist() for n, v in values.items()}
+                    scores = metric(x, y)
+                for i, score in zip(indices, scores.double().cpu().tolist(), strict=True):
+                    values[name][i] = score
+        return values
 
 
 class TaskAligner:
