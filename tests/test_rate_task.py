@@ -501,6 +501,8 @@ def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_
         "--workers",
         "0",
         "--no-progress",
+        "--align",
+        "psnr",
     ]
     script = str(ROOT / "eval_rate_task.py")
     single = subprocess.run(
@@ -534,3 +536,11 @@ def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_
         }
         for key in numbers:
             assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-6)
+    aligned = [  # --align values of both ranks' images, merged on rank 0
+        {(r["codec"], r["image"]): r["align_psnr"] for r in csv.DictReader(f)}
+        for f in ((tmp_path / d / "per_image.csv").open() for d in ("one", "two"))
+    ]
+    assert aligned[0].keys() == aligned[1].keys()
+    for key, value in aligned[0].items():  # batches differ: float rounding
+        assert float(value or "nan") == pytest.approx(float(aligned[1][key] or "nan"), nan_ok=True)
+        assert (value != "") == (key[0] != "uncompressed")
