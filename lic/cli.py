@@ -605,7 +605,16 @@ def _run_delegate(name: str, argv: list[str]) -> int:
     import importlib
 
     sys.argv = [f"lic {name}", *argv]
-    return importlib.import_module(DELEGATES[name][1]).main(None)
+
+    def run() -> int:
+        return importlib.import_module(DELEGATES[name][1]).main(None)
+
+    if name == "train":
+        from lic.training.help_cache import print_help, wants_help
+
+        if wants_help(argv):  # kept help: no Lightning import (lic.training.help_cache)
+            return print_help(argv, run)
+    return run()
 
 
 DESCRIPTION = (

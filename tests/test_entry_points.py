@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,38 @@ def test_every_help_but_train_s_imports_no_torch():
     )
     assert "eval" in commands and len(commands) >= 12
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_help_seen_before_is_printed_without_lightning(tmp_path):
+    """The first `lic train fit --help` renders LightningCLI's help and keeps it; the next
+    prints the same text importing neither Lightning nor torch; a changed config file named
+    in the arguments is another help (lic.training.help_cache)."""
+    code = (
+        "import contextlib, hashlib, io, json, sys\n"
+        "from lic.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    code = main(sys.argv[1:])\n"
+        "text = out.getvalue()\n"
+        "heavy = 'torch' in sys.modules or 'lightning' in sys.modules\n"
+        "print(json.dumps([code, heavy, len(text), hashlib.sha256(text.encode()).hexdigest()]))\n"
+    )
+    env = {**os.environ, "LIC_CACHE": str(tmp_path / "cache"), "COLUMNS": "100"}
+    config = tmp_path / "a.yaml"
+    config.write_text("trainer:\n  max_steps: 3\n")
+
+    def help_run(*args: str) -> list:
+        argv = [sys.executable, "-c", code, "train", "fit", *args, "--help"]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    first, second = help_run(), help_run()
+    assert first[:2] == [0, True] and second[:2] == [0, False]
+    assert first[2:] == second[2:] and first[2] > 2000  # the same, whole help text
+    assert help_run("--config", str(config))[:2] == [0, True]  # not kept yet: rendered
+    assert help_run("--config", str(config))[:2] == [0, False]
+    config.write_text("trainer:\n  max_steps: 4\n")
+    assert help_run("--config", str(config))[:2] == [0, True]
 
 
 @pytest.mark.parametrize(
