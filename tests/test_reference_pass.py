@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import photo_like, save_rgb, write_codec_checkpoint
 
+from lic.data.files import file_digest
 from lic.evaluation import run
-from lic.evaluation.references import ReferenceStore, file_digest
+from lic.evaluation.references import ReferenceStore
 from lic.tasks.classification import ConsistencyTask
 
 N_IMAGES = 3

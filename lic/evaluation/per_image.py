@@ -5,7 +5,8 @@ sparse confusion matrices, detections, answers) and each image's rates (`ImageRa
 to recompute the cell's metrics and rate on any resample of the images, so a re-run with
 another `--bootstrap` or `--rate-mean` reuses the cell. With `--align`, it also holds each
 image's alignment metrics (`AlignValues`) and what they were computed with. per_image.csv
-has one row per (cell, image): the cell's labels, the image id, its bpp, bpp_file and
+has one row per (cell, image): the cell's labels and task `weights` (`random` for random
+networks), the image id (its path relative to the data root), its bpp, bpp_file and
 pixels, and the task's per-image columns (`Accumulator.per_image`): for metrics that are
 means over images (PSNR, top-1, KL, ...) the image's own value, so the column means
 equal results.csv; for data-set statistics (mIoU, mAP, POPE F1) the image's own counts or
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from lic.data.files import gunzip_capped, read_capped, write_bytes_atomic, write_csv_atomic
 from lic.errors import InputError
-from lic.tasks.base import Accumulator
+from lic.tasks.base import Accumulator, weights_label
 
 log = logging.getLogger(__name__)
 IMAGES_FORMAT = 2  # 2: payload bpp, file bpp and pixels per image (1: the file's bpp only)
@@ -162,7 +163,7 @@ def per_image_rows(
     """One row per image of a cell; `align` (metric -> image -> value) adds the columns
     `align_<metric>` (blank for images without a value: the uncompressed cell's)."""
     columns = accumulator.per_image()
-    labels = {key: meta[key] for key in LABELS}
+    labels = {**{key: meta[key] for key in LABELS}, "weights": weights_label(meta)}
     align = align or {}
     return [
         {

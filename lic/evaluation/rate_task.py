@@ -54,8 +54,9 @@ from lic.evaluation.per_image import (
     read_images,
     write_images,
 )
-from lic.evaluation.references import ReferenceStore, file_digest
+from lic.evaluation.references import ReferenceStore
 from lic.tasks import Task, create_task
+from lic.tasks.base import weights_label
 from lic.tasks.catalog import FIDELITY_METRICS
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ class CodedImages(Dataset):
     ) -> None:
         self.task, self.coders, self.indices, self.code = task, list(coders), list(indices), code
         self.batch_size, self.known, self.keep_input = batch_size, known, keep_input
+        if known is not None or keep_input:
+            task.sample_digests  # hashed here once, not in every worker  # noqa: B018
         self.kept: dict[int, tuple] = {}
         self.kept_bytes, self.keep_budget = 0, KEPT_ORIGINALS_BYTES
         self.cell = -1  # the cell this process codes now
@@ -156,7 +159,7 @@ class CodedImages(Dataset):
         uncompressed = isinstance(coder, Uncompressed)
         try:
             if self.known is not None or self.keep_input:
-                item.key = file_digest(self.task.sample_file(index))
+                item.key = self.task.sample_digest(index)
             cached = self.known is not None and item.key in self.known
             if cached and uncompressed and self.task.reference_is_prediction:
                 return item  # its row is its cached reference output
@@ -456,6 +459,7 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[ResultRow]:
             "lambda": meta["lambda"],
             "quality": meta["quality"],
             "task": meta["task"],
+            "weights": weights_label(meta),
             "metric": metric,
             "bpp": cell["bpp"],
             "bpp_file": cell["bpp_file"],
@@ -670,6 +674,8 @@ def evaluate_tasks(
 ) -> list[tuple[dict, tuple[str, ...]]]:
     """Every (coder, task) cell with its task's metrics, in coder order, task after task
     (`evaluate_task`); the `--align` metrics are built once for every machine task."""
+    from lic.evaluation.report import random_note
+
     scorer = None
     cells = []
     for task_name in config.tasks:
@@ -684,6 +690,8 @@ def evaluate_tasks(
             metric_args={k: v for k, v in config.metric_args.items() if k in fidelity_args},
             protocol=config.seed_protocol,
         )
+        if task.random_weights and _distributed()[0] == 0:
+            log.warning("%s: %s (--task-weights none)", task_name, random_note(task.model_name))
         aligner = None
         if config.align and task.outcomes:
             from lic.evaluation.align_scores import AlignScorer, TaskAligner

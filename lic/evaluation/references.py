@@ -26,12 +26,6 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes: an image's identity whatever its name."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 MAX_BYTES = 4 * 2**30
 """What one store keeps (in memory and in its file); past it, outputs are recomputed in every
 cell. Consistency's logits are 4 KB an image; ML-CLIPSim's features 0.6 MB (ViT-B-32, four

@@ -31,6 +31,7 @@ ResultRow = TypedDict(
         "lambda": "float | None",  # a learned codec's lambda (`lambda` is a keyword)
         "quality": "int | None",  # a classical or zoo codec's quality
         "task": str,
+        "weights": str,  # the task weights' name, or `random` (lic.tasks.base.weights_label)
         "metric": str,
         "bpp": "float | None",  # payload rate (None for the uncompressed reference)
         "bpp_file": "float | None",  # whole files (None also for estimated rates)
@@ -90,6 +91,29 @@ def convention_lines(convention: dict[str, str] | None) -> list[str]:
         f"Rate convention: bpp = {convention['bpp']}; {convention['rate_mean']}; "
         f"{convention['padding']}; {convention['rates']}. bpp_file (results.csv, "
         f"per_image.csv) counts {convention['bpp_file']}.",
+        "",
+    ]
+
+
+def random_models(cells: list[dict]) -> dict[str, str]:
+    """task -> its model, for each task whose numbers come from random weights
+    (`Task.random_weights`, recorded in every cell)."""
+    return {c["meta"]["task"]: c["meta"]["model"] for c in cells if c["meta"].get("random_weights")}
+
+
+def random_note(model: str) -> str:
+    """What the reports say of a task model with random weights."""
+    return f"random {model}: format check only"
+
+
+def random_lines(random: dict[str, str]) -> list[str]:
+    """summary.md's banner for tasks run with random weights."""
+    if not random:
+        return []
+    tasks = "; ".join(f"{task}: {random_note(model)}" for task, model in sorted(random.items()))
+    return [
+        f"**Random weights** ({tasks}): `--task-weights none` built the task networks with "
+        "random weights; their numbers check the pipeline and the formats, they are not results.",
         "",
     ]
 
@@ -378,9 +402,11 @@ def plot(
     anchor: Curve | None = None,
     convention: dict[str, str] | None = None,
     published: dict[tuple[str, str], dict] | None = None,
+    random: dict[str, str] | None = None,
 ) -> list[Path]:
     """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline,
-    each point with its 95% bootstrap interval; the curves BD numbers refer to dashed.
+    each point with its 95% bootstrap interval; the curves BD numbers refer to dashed; the
+    panels of a task with `random` weights (`random_models`) say so in their titles.
     Figures are drawn without pyplot (no GUI backend, no global figure state; its import
     was a quarter of the report's time)."""
     from matplotlib.figure import Figure
@@ -444,7 +470,10 @@ def plot(
                 )
             ax.set_xlabel(rate_axis_label(convention))
             ax.set_ylabel(metric_info(metric).label())
-            ax.set_title(f"{task}: {metric_info(metric).display}")
+            title = f"{task}: {metric_info(metric).display}"
+            if task in (random or {}):
+                title += f"\n{random_note(random[task])}"
+            ax.set_title(title)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         fig.tight_layout()
@@ -492,6 +521,7 @@ def markdown(
     lines = [
         "# Rate-task results",
         "",
+        *random_lines(random_models(cells)),
         *convention_lines(convention),
         *published_lines(published),
         "Values with their 95% percentile bootstrap interval over images, [low, high].",
@@ -586,7 +616,7 @@ def write_reports(
         ],
         out,
     )
-    plots = plot(rows, out, anchor, convention, published)
+    plots = plot(rows, out, anchor, convention, published, random_models(cells))
     summary = markdown(rows, bd, cells, anchor, convention, published) + "".join(sections)
     write_text_atomic(out / "summary.md", summary, out)
     if use_wandb:

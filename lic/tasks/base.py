@@ -10,6 +10,10 @@ any resample of the images (the bootstrap intervals of `lic.evaluation.bootstrap
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,10 +23,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lic.data.files import file_digest, file_digests
 from lic.data.images import DatasetLayoutError
 from lic.tasks.models import ModelRef
 
-__all__ = ["Accumulator", "DatasetLayoutError", "Sample", "TableAccumulator", "Task"]
+__all__ = [
+    "Accumulator",
+    "DatasetLayoutError",
+    "Sample",
+    "TableAccumulator",
+    "Task",
+    "weights_label",
+]
+RANDOM_LABEL = "random"
 
 
 class Sample(NamedTuple):
@@ -32,10 +45,6 @@ class Sample(NamedTuple):
 
     path: Path
     annotation: Any = None
-
-    @property
-    def id(self) -> str:
-        return str(self.path)
 
 
 class Accumulator(ABC):
@@ -215,11 +224,62 @@ class Task(ABC):
         files (ImageReadError)."""
 
     def sample_file(self, index: int) -> Path:
-        """The image file of sample `index` (its bytes identify cached reference outputs)."""
+        """The image file of sample `index`."""
         return self.samples[index].path
 
     def sample_id(self, index: int) -> str:
-        return self.samples[index].id
+        """Sample `index`'s image file relative to the data root (`n01440764/x.JPEG`), the
+        same for any spelling, symlink or copy of the root (per_image.csv's `image`)."""
+        return self.relative(self.samples[index].path)
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the data root, or as given when it lies outside it."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def sample_digest(self, index: int) -> str:
+        """SHA-256 of sample `index`'s image file (keys its cached reference outputs)."""
+        return self.sample_digests[index]
+
+    @functools.cached_property
+    def sample_digests(self) -> list[str]:
+        """SHA-256 of every sample's image file, hashed once per run: no cache trusts file
+        sizes and times instead of bytes (docs/design.md, rate-task protocol)."""
+        return file_digests([sample.path for sample in self.samples])
+
+    def data_files(self) -> list[Path]:
+        """Files besides the samples' that the metric reads (COCO's ground truth)."""
+        return []
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        """SHA-256 of the data as the task reads it: each sample's id, image bytes and
+        annotation (files by their bytes), and `data_files`. Equal for any spelling, symlink
+        or copy of the same data; different when one image, label or file changes."""
+        digests = self.sample_digests
+        samples = [
+            [self.sample_id(i), digests[i], self._keyed(sample.annotation)]
+            for i, sample in enumerate(self.samples)
+        ]
+        files = [[self.relative(f), file_digest(f)] for f in self.data_files()]
+        text = json.dumps({"samples": samples, "files": files}, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _keyed(self, value: Any) -> Any:
+        """An annotation as JSON for `data_digest`: files by relative path and SHA-256."""
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, Path):
+            return [self.relative(value), file_digest(value)]
+        if isinstance(value, (list, tuple)):
+            return [self._keyed(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): self._keyed(v) for k, v in sorted(value.items())}
+        if dataclasses.is_dataclass(value):
+            return self._keyed(dataclasses.asdict(value))
+        raise TypeError(f"no content key for a {type(value).__name__} annotation")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -267,11 +327,27 @@ class Task(ABC):
         then written from it, not computed. None: the row is computed."""
         return None
 
+    @property
+    def random_weights(self) -> bool:
+        """Whether the task's numbers come from randomly initialised networks
+        (`--task-weights none`): a format check, never a result. The one record every output
+        reads (`weights_label`, the log, summary.md, the plots)."""
+        return self.model_ref.random
+
     def description(self) -> dict:
+        """The task's part of a cell's record: a finished cell is reused only for an equal
+        one (the same data by content, `data_digest`, however its root is spelled)."""
         return {
             "task": self.name,
             "model": self.model_name,
             "weights": self.weights_name,
-            "root": str(self.root),
+            "random_weights": self.random_weights,
+            "data": self.data_digest,
             "n_samples": len(self),
         }
+
+
+def weights_label(meta: dict) -> str:
+    """results.csv's and per_image.csv's `weights` of a cell: RANDOM_LABEL for random
+    networks (`Task.random_weights`), else the task weights' name."""
+    return RANDOM_LABEL if meta.get("random_weights") else meta["weights"]

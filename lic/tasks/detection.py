@@ -196,6 +196,9 @@ class COCODetectionTask(Task):
         images = sorted(self.ground_truth.dataset.get("images", []), key=lambda im: im["id"])
         return [Sample(self.root / "val2017" / im["file_name"], int(im["id"])) for im in images]
 
+    def data_files(self) -> list[Path]:
+        return [self.root / "annotations" / "instances_val2017.json"]
+
     def model_kwargs(self) -> dict:
         return {"num_classes": 91, "weights_backbone": None}
 

@@ -195,6 +195,16 @@ class FidelityTask(Task):
     def new_accumulator(self) -> Accumulator:
         return FidelityAccumulator(self.chosen)
 
+    @property
+    def networks(self) -> bool:
+        """Whether a chosen metric runs networks (LPIPS, ML-CLIPSim): PSNR and MS-SSIM are
+        the same numbers whatever the model and weights options say."""
+        return any(metric_spec(name).weights for name in self.chosen)
+
+    @property
+    def random_weights(self) -> bool:
+        return self.networks and random_weights(self.weights_name)
+
     def known_uncompressed(self) -> dict[str, float] | None:
         """Each metric's score of an original against itself (its registry `identity`),
         when every chosen metric has one and runs with its default arguments."""
@@ -205,4 +215,6 @@ class FidelityTask(Task):
 
     def description(self) -> dict:
         extra = {"metric_args": self.metric_args} if self.metric_args else {}
+        if not self.networks:  # cells of PSNR and MS-SSIM serve any --task-model/-weights
+            extra |= {"model": "", "weights": ""}
         return super().description() | {"metrics": list(self.chosen)} | extra
