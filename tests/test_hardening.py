@@ -337,13 +337,14 @@ def test_a_size_the_device_cannot_decode_is_refused(codec, real, monkeypatch):
     assert codec.decode(real.to_bytes()).shape == (1, 3, 96, 128)
 
 
-def test_failed_images_counts_each_cell_once():
-    from lic.evaluation.rate_task import failed_images
+def test_failures_count_each_cell_once():
+    from lic.evaluation.report import failures_message
 
     cell = {"codec": "c", "objective": "mse", "lambda": 0.01, "quality": None, "task": "t"}
     rows = [cell | {"metric": m, "n_failed": 2} for m in ("top1", "top5")]
     rows.append(cell | {"codec": "jpeg", "quality": 10, "metric": "top1", "n_failed": 0})
-    assert failed_images(rows) == 2 and failed_images(rows[2:]) == 0
+    assert failures_message(rows, "OUT").startswith("2 failures in 1 cell (")
+    assert failures_message(rows[2:], "OUT") is None
 
 
 def test_segmentation_mask_bomb_is_an_image_error(tmp_path, limit):

@@ -246,8 +246,8 @@ def test_corrupt_image_is_counted_not_fatal(datasets, checkpoints, tmp_path):
     )
     assert all(r["n_images"] == 2 and r["n_failed"] == 1 for r in rows)
     failures = json.loads((tmp_path / "o" / "results.json").read_text())["failures"]
-    assert len(failures) == 2 and all("1.png" in f["error"] for f in failures)
-    assert "## Failures: 2" in (tmp_path / "o" / "summary.md").read_text()
+    assert len(failures) == 2 and all(f["image"] == "1.png" for f in failures)
+    assert "## Failures: 1 image in 2 cells" in (tmp_path / "o" / "summary.md").read_text()
 
 
 @pytest.mark.slow

@@ -321,7 +321,8 @@ def evaluate(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     from lic.evaluation.coders import parse_zoo_spec
-    from lic.evaluation.rate_task import failed_images, run
+    from lic.evaluation.rate_task import run
+    from lic.evaluation.report import failures_message
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -344,8 +345,8 @@ def evaluate(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    failed = failed_images(rows)
-    if failed:  # everything is written; the failures are listed in each cell file
-        print(f"error: {failed} image(s) failed (see {config.out}/cells/*.json)", file=sys.stderr)
+    failed = failures_message(rows, config.out)
+    if failed:  # everything is written; the failures are listed with their cells
+        print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0

@@ -272,7 +272,7 @@ class CellResult:
     metrics: dict[str, float]
     bpp: float | None
     n_images: int
-    failures: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {"image": id, "error": message}
     seconds: float = 0.0
     records: list[dict] | None = None  # per-question answers of VLM tasks
     accumulator: Any = None  # the merged per-image state (lic.tasks.base.Accumulator)
@@ -402,7 +402,7 @@ def run_cell(
                 loaded = [c for c in batch if c.error is None and c.image is not None]
                 code_on_device(coder, loaded, device)
             good = [c for c in batch if c.error is None]
-            failures += [c.error for c in batch if c.error is not None]
+            failures += [{"image": c.sample_id, "error": c.error} for c in batch if c.error]
             if good:
                 predictions, targets = task_outputs(task, coder, model, good, device, references)
                 accumulator.update(predictions, targets, [c.sample_id for c in good])
@@ -440,7 +440,7 @@ def run_cell(
         bpp=rates.mean("images"),  # as stored; reports average as the run's --rate-mean says
         bpp_file=rates.mean("images", file=True),
         n_images=n_ok,
-        failures=sorted(failures),
+        failures=sorted(failures, key=lambda f: (f["image"], f["error"])),
         seconds=time.perf_counter() - start,
         records=accumulator.records(),
         accumulator=accumulator,
@@ -522,6 +522,9 @@ def reuse_cell(
     cell = read_cell(path, len(task))
     if cell is None or cell["meta"] != meta:
         return None
+    if not _failure_records(cell):
+        log.warning("%s: its failures are not lic's records; recomputing it", path)
+        return None
     accumulator = task.new_accumulator()
     stored = read_images(images_path(path), accumulator, len(task), cell.get("images_sha256"))
     if stored is None:
@@ -554,10 +557,20 @@ def _same_numbers(cell: dict, metrics: dict, n_images: int) -> bool:
     return True
 
 
-def failed_images(rows: Sequence[dict]) -> int:
-    """Images that failed over all cells (each cell counted once, not once per metric)."""
-    cells = {(r["codec"], r["objective"], r["lambda"], r["quality"], r["task"]): r for r in rows}
-    return sum(r["n_failed"] for r in cells.values())
+def _failure_records(cell: dict) -> bool:
+    """Whether a cell file lists its failures as lic writes them: n_failed records
+    {"image": id, "error": message}."""
+    failures = cell.get("failures")
+    return (
+        isinstance(failures, list)
+        and len(failures) == cell.get("n_failed")
+        and all(
+            isinstance(f, dict)
+            and f.keys() == {"image", "error"}
+            and all(isinstance(v, str) for v in f.values())
+            for f in failures
+        )
+    )
 
 
 def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:

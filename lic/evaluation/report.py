@@ -561,11 +561,44 @@ def markdown(
             )
     else:
         lines.append(f"No curves to compare with {against} (or too few points): no BD table.")
-    failures = [f for cell in cells for f in cell["failures"]]
-    lines += ["", f"## Failures: {len(failures)}", ""] + [f"- {f}" for f in failures[:100]]
-    if len(failures) > 100:
-        lines.append(f"- ... and {len(failures) - 100} more (results.json lists all)")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *failure_lines(cells)]) + "\n"
+
+
+def failures_message(rows: list[dict], out: str | Path) -> str | None:
+    """'2 failures in 2 cells (...)': one per failed image and cell (each cell counted once,
+    not once per metric), or None without failures."""
+    cells = {(r["codec"], r["objective"], r["lambda"], r["quality"], r["task"]): r for r in rows}
+    failures = sum(r["n_failed"] for r in cells.values())
+    if not failures:
+        return None
+    failed = sum(1 for r in cells.values() if r["n_failed"])
+    return (
+        f"{plural(failures, 'failure')} in {plural(failed, 'cell')} (one per image and cell, "
+        f"listed in {Path(out) / 'summary.md'})"
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def failure_lines(cells: list[dict], shown: int = 100) -> list[str]:
+    """summary.md's failures: how many images failed in how many cells, then one line per
+    image and cell, named with its cell (the first `shown`)."""
+    failures = [(cell["meta"], f) for cell in cells for f in cell["failures"]]
+    if not failures:
+        return ["## Failures: 0"]
+    images = len({(meta["task"], f["image"]) for meta, f in failures})
+    failed = len({(meta["task"], meta["key"]) for meta, _ in failures})
+    lines = [
+        f"## Failures: {plural(images, 'image')} in {plural(failed, 'cell')} "
+        "(one line per image and cell)",
+        "",
+        *(f"- {meta['task']} {meta['key']}: {f['error']}" for meta, f in failures[:shown]),
+    ]
+    if len(failures) > shown:
+        lines.append(f"- ... and {len(failures) - shown} more (results.json lists all)")
+    return lines
 
 
 def write_reports(
@@ -584,9 +617,9 @@ def write_reports(
     added to summary.md (metric-task alignment)."""
     write_csv_atomic(out / "results.csv", rows, COLUMNS, out)
     failures = [
-        {"cell": c["meta"]["key"], "task": c["meta"]["task"], "error": e}
+        {"cell": c["meta"]["key"], "task": c["meta"]["task"], **f}
         for c in cells
-        for e in c["failures"]
+        for f in c["failures"]
     ]
     results = {"convention": convention, "rows": rows, "failures": failures}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1), out)

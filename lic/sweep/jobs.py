@@ -131,7 +131,8 @@ class EvaluateRuns:
     def __call__(self) -> str:
         _restore(self.environ)
         from lic.evaluation.config import EvalConfig
-        from lic.evaluation.rate_task import failed_images, run
+        from lic.evaluation.rate_task import run
+        from lic.evaluation.report import failures_message
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         done = [r for r in self.runs if r.status() == "done"]
@@ -144,9 +145,9 @@ class EvaluateRuns:
         checkpoints = [str(r.last_ckpt) for r in done]
         config = EvalConfig.from_mapping({**options, "checkpoints": checkpoints, "out": self.out})
         rows = run(config)
-        failed = failed_images(rows)
+        failed = failures_message(rows, self.out)
         if failed:
-            raise RuntimeError(f"{failed} image(s) failed (see {self.out}/cells/*.json)")
+            raise RuntimeError(failed)
         return str(self.out)
 
 
