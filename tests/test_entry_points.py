@@ -186,3 +186,34 @@ def test_lic_train_makes_idle_openmp_threads_sleep_unless_told_otherwise():
         env |= {"OMP_WAIT_POLICY": given} if given else {}
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert done.stdout.strip() == expected, done.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_a_resumed_training_run_continues_its_own_folder_log_and_step_count(tmp_path):
+    """Two steps, then `--ckpt_path last` to four: no "directory exists" warning, one log
+    version whose metrics.csv holds both parts, a step bar (not "Epoch 1/-2"), the run folder
+    printed at start and end."""
+    run = Path("runs") / "bmshj2018-hyperprior_mse_lambda0.013"
+    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config"]
+    cmd += [str(ROOT / "configs" / "demo.yaml"), "--data.patch_size", "64"]
+    cmd += ["--data.num_workers", "0", "--data.batch_size", "2", "--model.codec_args"]
+    cmd += ["{N: 16, M: 24}", "--trainer.val_check_interval", "2"]
+    outputs = []
+    for extra in (
+        ["--trainer.max_steps", "2"],
+        ["--trainer.max_steps", "4", "--ckpt_path", "last"],
+    ):
+        done = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done)
+    first, resumed = outputs
+    assert "is not empty" not in first.stderr + resumed.stderr
+    assert "not resumable" not in resumed.stderr
+    assert resumed.stdout.startswith(f"run folder: {run}\n")
+    assert f"run folder: {run} (step 4)\n" in resumed.stdout
+    assert "step: 100%" in resumed.stdout and "| 4/4 [" in resumed.stdout
+    assert "Epoch" not in first.stdout + resumed.stdout
+    assert sorted(p.name for p in (tmp_path / run / "logs").iterdir()) == ["version_0"]
+    rows = (tmp_path / run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    steps = [int(row.split(",")[1]) for row in rows[1:] if row.split(",")[2]]  # training rows
+    assert steps[:2] == [0, 1] and steps[-1] == 4

@@ -8,17 +8,21 @@ overwrites the first, and re-running the same command with `--ckpt_path last` re
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from lic.devices import passive_openmp_waits
 
 passive_openmp_waits()  # before torch loads: shared nodes (measured in docs/design.md)
 
+from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from lic.errors import UsageError, exit_program, run_entry_point  # noqa: E402
 from lic.training.naming import run_name  # noqa: E402
+from lic.training.resume import latest_version  # noqa: E402
 
 __all__ = ["LicCLI", "main", "run_name"]
 
@@ -72,6 +76,14 @@ def _require_a_checkpoint_to_resume(config: object, checkpoint_dirs: list[str]) 
         )
 
 
+def _resumes(ckpt_path: str | None, run_dir: Path) -> bool:
+    """Whether the fit continues this run (`last`, or a checkpoint of its own folder) rather
+    than starting one, from nothing or from another run's weights."""
+    if ckpt_path is None:
+        return False
+    return ckpt_path == "last" or Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+
+
 class LicCLI(LightningCLI):
     """LightningCLI whose runs live in their own folder and whose errors are one line."""
 
@@ -90,6 +102,7 @@ class LicCLI(LightningCLI):
                     callback.init_args.dirpath = str(run_dir / "checkpoints")
                 checkpoint_dirs.append(str(callback.init_args.dirpath))
         _require_a_checkpoint_to_resume(config, checkpoint_dirs or [str(run_dir / "checkpoints")])
+        self.run_dir, self.resuming = run_dir, _resumes(config.get("ckpt_path"), run_dir)
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
             init_args = getattr(logger, "init_args", None)
@@ -97,6 +110,36 @@ class LicCLI(LightningCLI):
                 init_args.save_dir = str(run_dir)
                 if "name" in init_args:
                     init_args.name = "logs"
+                if self.resuming and init_args.get("version") is None:
+                    logs_root = Path(init_args.save_dir) / (init_args.get("name") or "")
+                    init_args.version = latest_version(logs_root)  # None: a new version_0
+        if self.resuming:  # its checkpoints are this run's own, to be continued
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Lightning's trainer with lic's step counter unless the config names a bar."""
+        from lightning.pytorch.callbacks import ProgressBar
+
+        from lic.training.callbacks import StepProgressBar
+
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_config.get("callbacks") or []
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            trainer_config["callbacks"] = [*callbacks, StepProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Say where the run lives; a resumed CSV log continues its metrics.csv."""
+        from lightning.pytorch.loggers import CSVLogger
+
+        from lic.training.resume import ResumedCSVWriter
+
+        print(f"run folder: {self.run_dir}", flush=True)
+        for logger in self.trainer.loggers:
+            if self.resuming and isinstance(logger, CSVLogger) and logger._experiment is None:
+                os.makedirs(logger.root_dir, exist_ok=True)
+                logger._experiment = ResumedCSVWriter(logger.log_dir)  # Lightning's would delete
 
     def after_fit(self) -> None:
         """Make `last.ckpt` the final state. Lightning writes it at the end of fit only when
@@ -110,11 +153,14 @@ class LicCLI(LightningCLI):
         for callback in trainer.checkpoint_callbacks:
             if callback.save_last and callback._last_global_step_saved != trainer.global_step:
                 callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+        print(f"run folder: {self.run_dir} (step {trainer.global_step})", flush=True)
 
 
 def _quiet_third_party_notices() -> None:
     """Drop notices that concern Lightning's own code or products, not the user's run."""
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # torch vs Lightning internals
+    # lic's ResumableSampler resumes mid-epoch (tests/test_training.py), which Lightning cannot see
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
     )
