@@ -59,8 +59,12 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         description="Keeps the codec with its entropy tables, its name, constructor arguments, "
         "lambda and objective: what `--ckpt` needs, a fraction of the training file.",
     )
-    p.add_argument("ckpt", type=Path, help="training checkpoint (e.g. runs/.../last.ckpt)")
-    p.add_argument("out", type=Path, help="output file, e.g. checkpoints/demo_mse_0.013.ckpt")
+    p.add_argument(
+        "ckpt", type=Path, metavar="CKPT", help="training checkpoint (e.g. runs/.../last.ckpt)"
+    )
+    p.add_argument(
+        "out", type=Path, metavar="OUT", help="output file, e.g. checkpoints/demo_mse_0.013.ckpt"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=_run_export, parser=p)
 
@@ -70,7 +74,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from lic.codecs.checkpoint import save_codec_checkpoint
     from lic.data.files import check_output_file
 
-    check_output_file(args.out, args.overwrite, [args.ckpt])
+    check_output_file(args.out, args.overwrite, [args.ckpt], name="OUT")
     model, info = load_checkpoint(args.ckpt)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # staged under the final name (torch.save names its archive after the file, so the bytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from lic.errors import LicError
@@ -49,13 +50,38 @@ def require_hub_file(url: str, what: str, alternative: str = "") -> None:
 
     `what` names who needs the file; `alternative` adds another way to supply it.
     """
+    require_hub_files([(url, what)], alternative)
+
+
+def require_hub_files(needs: Sequence[tuple[str, str]], alternative: str = "") -> None:
+    """`require_hub_file` for several (url, who needs it) at once: one error lists every
+    file that is missing, so an offline machine is filled in one copy, not one per try."""
     import torch
 
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-    if os.path.isfile(cached) or is_reachable(url):
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    missing = [
+        (url, what)
+        for url, what in needs
+        if not os.path.isfile(os.path.join(folder, os.path.basename(url)))
+    ]
+    reachable: dict[str, bool] = {}  # one probe per host
+    missing = [
+        (url, what)
+        for url, what in missing
+        if not reachable.setdefault(urlparse(url).netloc, is_reachable(url))
+    ]
+    if not missing:
         return
+    if len(missing) == 1:
+        (url, what), cached = missing[0], os.path.join(folder, os.path.basename(missing[0][0]))
+        raise WeightsUnavailableError(
+            f"{what} needs {url}, which is neither cached nor downloadable from here.\n"
+            f"  Fetch it on a machine with network access and copy it to {cached}\n"
+            f"  (or set TORCH_HOME so that $TORCH_HOME/hub/checkpoints holds it){alternative}."
+        )
+    listed = "; ".join(f"{url} ({what})" for url, what in missing)
     raise WeightsUnavailableError(
-        f"{what} needs {url}, which is neither cached nor downloadable from here.\n"
-        f"  Fetch it on a machine with network access and copy it to {cached}\n"
-        f"  (or set TORCH_HOME so that $TORCH_HOME/hub/checkpoints holds it){alternative}."
+        f"{len(missing)} weight files are neither cached nor downloadable from here: {listed}.\n"
+        f"  Fetch them on a machine with network access and copy them to {folder}\n"
+        f"  (or set TORCH_HOME so that $TORCH_HOME/hub/checkpoints holds them){alternative}."
     )

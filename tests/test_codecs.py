@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import pickle
 import socket
+import warnings
+import zipfile
 
 import pytest
 import torch
@@ -22,6 +26,7 @@ from lic.codecs import (
 )
 from lic.codecs.io import crop_image, pad_image
 from lic.codecs.padding import PADDINGS
+from lic.errors import InputError
 from lic.weights import WeightsUnavailableError
 
 TINY = {"N": 16, "M": 24}
@@ -193,6 +198,31 @@ def test_load_checkpoint_refuses_other_architectures(tmp_path):
     garbage.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(garbage)
+
+
+def test_a_file_that_is_no_checkpoint_is_named_in_lic_s_words(tmp_path):
+    """Never torch's advice to load with weights_only=False (running the file's code)."""
+    text, archive = tmp_path / "notes.ckpt", tmp_path / "photos.ckpt"
+    text.write_text("lambda = 0.013\n")
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("a.txt", "not torch")
+    pickled, plain = tmp_path / "namespace.ckpt", tmp_path / "plain.pkl"
+    torch.save({"hyper_parameters": argparse.Namespace(codec="x")}, pickled)
+    plain.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    expected = {
+        text: "neither torch's zip format nor a pickle",
+        archive: "a zip archive without torch's layout",
+        pickled: "it holds argparse.Namespace; lic loads only tensors and plain values",
+        plain: "a pickle not written by torch.save",
+    }
+    for path, reason in expected.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's pickle-protocol remark stays inside
+            with pytest.raises(InputError) as err:
+                load_checkpoint(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}: not a readable checkpoint ({reason}")
+        assert "weights_only" not in message and "\n" not in message
 
 
 def test_init_from_a_plain_compressai_state_dict(tmp_path):

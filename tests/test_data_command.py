@@ -78,6 +78,10 @@ def test_fetch_offline_is_one_line_naming_url_and_folder(mirror, tmp_path):
         fetch_source(dead, tmp_path / "t")
     message = str(info.value)
     assert "http://127.0.0.1:9/x.png" in message and str(tmp_path / "t") in message
+    assert not (tmp_path / "t").exists()  # no empty folder left behind
+    with pytest.raises(LicError):
+        fetch_source(dead, tmp_path / "new" / "deeper" / "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
 
 
 def test_check_and_listing(tmp_path, capsys):
@@ -92,6 +96,16 @@ def test_check_and_listing(tmp_path, capsys):
     assert main(["data"]) == 0
     listing = capsys.readouterr().out
     assert "cocodataset.org" in listing and "lic data fetch kodak" in listing
+
+
+def test_export_errors_name_its_positional_argument(tmp_path, capsys):
+    ckpt = next((ROOT / "checkpoints").glob("*.ckpt"))
+    (tmp_path / "out.ckpt").write_bytes(b"kept")
+    assert main(["export", str(ckpt), str(tmp_path / "out.ckpt")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: OUT {tmp_path / 'out.ckpt'} exists (pass --overwrite")
+    assert main(["export", str(ckpt), str(ckpt)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: OUT {ckpt} is an input")
 
 
 def test_check_notes_a_subset_of_a_dedicated_set(tmp_path, capsys):

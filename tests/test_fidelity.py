@@ -20,9 +20,10 @@ from conftest import photo_like, save_rgb
 from PIL import Image
 from pytorch_msssim import ms_ssim
 
+from lic.cli import main
 from lic.errors import UsageError
 from lic.evaluation import run
-from lic.evaluation.coders import ZooCoder, parse_zoo_spec
+from lic.evaluation.coders import ZooCoder, build_coders, parse_zoo_spec
 from lic.evaluation.report import bd_table, resolve_anchor
 from lic.tasks import create_task
 from lic.tasks.fidelity import FidelityTask
@@ -254,8 +255,41 @@ def test_zoo_coder_loads_through_compressai_zoo(hub, folder, tmp_path):
 
 
 def test_missing_metric_weights_stop_the_task_at_creation(hub, folder):
-    with pytest.raises(WeightsUnavailableError, match="LPIPS"):
+    with pytest.raises(WeightsUnavailableError, match="LPIPS") as err:
         create_task("fidelity", str(folder), metrics=["psnr", "lpips"])
+    assert "Without weights, `--metrics psnr ms_ssim` runs offline." in str(err.value)
+
+
+def test_offline_the_layout_check_runs_and_eval_says_what_runs(hub, folder, tmp_path, capsys):
+    """`lic data check fidelity` needs no weights; `lic eval` with the default metrics stops
+    in one line naming the offline ones, leaving no OUT behind."""
+    assert main(["data", "check", "fidelity", str(folder)]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"fidelity: {folder}: layout ok, 3 samples; first and last decode\n"
+    )
+    out = tmp_path / "out"
+    argv = ["eval", "--task", "fidelity", "--data-root", str(folder), "--out", str(out)]
+    assert main([*argv, "--baselines", "jpeg=50", "--workers", "0", "--no-progress"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("error: ") and lines[-1].endswith(
+        "`--metrics psnr ms_ssim` runs offline."
+    )
+    assert not out.exists()  # neither OUT/cells nor config.yaml
+    (tmp_path / "empty").mkdir()
+    argv[4] = str(tmp_path / "empty")  # a data root the task refuses: exit 2, nothing left
+    assert main([*argv, "--baselines", "jpeg=50", "--metrics", "psnr", "--no-progress"]) == 2
+    assert "no samples found" in capsys.readouterr().err and not out.exists()
+
+
+def test_zoo_offline_lists_every_missing_file_at_once(hub):
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_coders(["compressai:bmshj2018-factorized:1-3", "compressai:mbt2018-mean:2"])
+    message = str(err.value)
+    assert message.startswith("4 weight files are neither cached nor downloadable from here")
+    for name in ("factorized-prior-1-", "factorized-prior-2-", "factorized-prior-3-", "mean-2-"):
+        assert name in message
+    assert str(hub) in message
 
 
 def test_all_four_metrics_with_random_networks(folder, tiny_clip):

@@ -7,7 +7,9 @@ the codec under `codec.` (never the frozen metric networks).
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ import torch
 from lic.codecs.mlicpp.official import official_hparams, official_state_dict
 from lic.data.files import positive_number, safe_name
 from lic.errors import InputError
-from lic.weights import require_hub_file
+from lic.weights import require_hub_files
 
 if TYPE_CHECKING:
     from compressai.models import CompressionModel
@@ -150,14 +152,32 @@ def _read(path: str | Path) -> dict:
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise InputError(f"{path}: empty file, not a checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remark on a plain pickle's protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint") from None
     except Exception as err:  # pickle/zip errors of every kind
-        reason = (str(err).strip().splitlines() or ["no detail"])[0][:200]
-        raise InputError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})"
-        ) from None
+        why = _why_unreadable(path, err)
+        raise InputError(f"{path}: not a readable checkpoint ({why})") from None
+
+
+def _why_unreadable(path: str | Path, err: Exception) -> str:
+    """What the file is, in lic's words: torch's own message advises `weights_only=False`,
+    i.e. running the file's code, which lic never does."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return (
+            f"it holds {found.group(1)}; lic loads only tensors and plain values, so that a "
+            "checkpoint cannot run code"
+        )
+    with open(path, "rb") as file:
+        head = file.read(2)
+    if head.startswith(b"PK"):
+        return "a zip archive without torch's layout"
+    if head.startswith(b"\x80"):  # pickle protocol 2 and later
+        return "a pickle not written by torch.save, or holding more than tensors and values"
+    return "neither torch's zip format nor a pickle"
 
 
 def read_checkpoint(
@@ -281,13 +301,25 @@ def _zoo_state_dict(spec: str) -> dict:
 def require_zoo_weights(name: str, quality: int, metric: str = "mse", alternative: str = "") -> str:
     """URL of CompressAI zoo weights, once they are cached or downloadable (else the usual
     WeightsUnavailableError naming the file and the torch hub folder to put it in)."""
+    needs = zoo_weight_files(name, [quality], metric)
+    require_hub_files(needs, alternative)
+    return needs[0][0]
+
+
+def zoo_weight_files(
+    name: str, qualities: Sequence[int], metric: str = "mse"
+) -> list[tuple[str, str]]:
+    """(URL, who needs it) of the CompressAI zoo weights of `name` at each quality, for
+    `require_hub_files`."""
     from compressai.zoo.image import model_urls as ZOO_URLS
 
-    try:
-        url = ZOO_URLS[name][metric][quality]
-    except KeyError:
-        raise ValueError(
-            f"the CompressAI zoo has no '{name}' quality {quality} for '{metric}'"
-        ) from None
-    require_hub_file(url, f"CompressAI '{name}' quality {quality} ({metric})", alternative)
-    return url
+    needs = []
+    for quality in qualities:
+        try:
+            url = ZOO_URLS[name][metric][quality]
+        except KeyError:
+            raise ValueError(
+                f"the CompressAI zoo has no '{name}' quality {quality} for '{metric}'"
+            ) from None
+        needs.append((url, f"CompressAI '{name}' quality {quality} ({metric})"))
+    return needs

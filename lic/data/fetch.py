@@ -6,6 +6,7 @@ re-encodes the PNGs still verifies and a changed pixel does not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -81,12 +82,16 @@ def fetch_source(source: DataSource, folder: Path) -> Path:
     import pooch
 
     pooch.get_logger().setLevel("WARNING")  # its per-file hash hints are not for our users
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     for file in verify(source, folder):
         url = source.base_url + file
         (folder / file).unlink(missing_ok=True)
         try:
             pooch.retrieve(url, known_hash=None, fname=file, path=folder, progressbar=False)
         except Exception as err:  # requests' connection errors, HTTP errors
+            for path in created:  # an offline fetch leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    path.rmdir()
             raise LicError(
                 f"cannot download {url} ({type(err).__name__}); download the {source.name} "
                 f"images from {source.download} into {folder} and run this again to verify them"

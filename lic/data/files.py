@@ -206,20 +206,23 @@ def plan_outputs(
     return outputs
 
 
-def check_output_file(out: Path | None, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+def check_output_file(
+    out: Path | None, overwrite: bool, inputs: Sequence[Path] = (), name: str = "--out"
+) -> None:
     """Refuse (UsageError), before any work, an output file that is a folder, is one of the
-    inputs, exists while `overwrite` is not set, or lies under no writable folder."""
+    inputs, exists while `overwrite` is not set, or lies under no writable folder; `name`:
+    the argument that gave it, as the message calls it."""
     if out is None:
         return
     if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
+        raise UsageError(f"{name} {out} is a folder; give a file name")
     if _key(out) in {_key(p) for p in inputs}:
-        raise UsageError(f"--out {out} is an input")
+        raise UsageError(f"{name} {out} is an input")
     if out.exists() and not overwrite:
-        raise UsageError(f"--out {out} exists (pass --overwrite to replace it)")
+        raise UsageError(f"{name} {out} exists (pass --overwrite to replace it)")
     parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {parent} is not a writable folder")
+        raise UsageError(f"{name} {out}: {parent} is not a writable folder")
 
 
 def _key(path: Path) -> Path:

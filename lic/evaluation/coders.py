@@ -383,7 +383,12 @@ def build_coders(
     grid point of each classical baseline (its default grid unless `qualities` names one).
     `ckpt_meta`: (objective, lambda) of checkpoint paths that do not record them; `padding`:
     how learned codecs pad (lic.codecs.io.PADDINGS)."""
+    from lic.codecs.checkpoint import zoo_weight_files
+    from lic.weights import require_hub_files
+
     ckpt_meta = ckpt_meta or {}
+    zoo = [parse_zoo_spec(str(c)) for c in checkpoints if str(c).startswith(ZOO_PREFIX)]
+    require_hub_files([f for e in zoo for f in zoo_weight_files(e.name, e.qualities, e.metric)])
     coders: list[Coder] = [Uncompressed()]
     for ckpt in checkpoints:
         if str(ckpt).startswith(ZOO_PREFIX):

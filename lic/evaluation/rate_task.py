@@ -609,12 +609,17 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         config.pad,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
-    out = prepare_out(requested)  # only now: a refused input leaves nothing behind
+    out = Path(requested.out)
+    created = [p for p in (out, out / "cells", out / CONFIG_NAME) if not p.exists()]
+    prepare_out(requested)  # only now: a refused input leaves nothing behind
     rank, _ = _distributed()
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
         cells = evaluate_tasks(config, coders, device, out, requested.batch_size == AUTO)
+    except BaseException:
+        remove_unless_used(out, created)  # a task refused its data or weights
+        raise
     finally:
         torch.set_num_threads(threads)
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
@@ -660,6 +665,19 @@ def prepare_out(config: EvalConfig) -> Path:
     if _distributed()[0] == 0:
         write_text_atomic(out / CONFIG_NAME, config.resolved().to_yaml())
     return out
+
+
+def remove_unless_used(out: Path, created: Sequence[Path]) -> None:
+    """Remove what this run `created` in `out` (folder, cells/, config.yaml) while no cell
+    has been written: a run that stops before its first cell leaves nothing behind."""
+    if any((out / "cells").glob("*")):
+        return
+    for path in reversed(created):
+        with contextlib.suppress(OSError):  # a folder holding anything else stays
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
 
 
 def require_published_data(config: EvalConfig, names: Sequence[str]) -> None:

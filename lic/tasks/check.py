@@ -15,7 +15,8 @@ def check_task_data(task_name: str, root: str | Path) -> list[str]:
     """Report lines; raises DatasetLayoutError / ImageReadError on the first problem."""
     from lic.tasks import TASKS
 
-    task = TASKS[task_name](root)
+    task_class = TASKS[task_name]
+    task = task_class(root, **task_class.layout_check_args)
     for index in sorted({0, len(task) - 1}):
         task.load(index)  # raises ImageReadError naming the file
     lines = [f"{task_name}: {root}: layout ok, {len(task)} samples; first and last decode"]

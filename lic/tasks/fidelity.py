@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,9 +32,11 @@ from lic.errors import UsageError
 from lic.metrics import create_metric, metric_spec
 from lic.tasks.base import Accumulator, PerImageAccumulator, Sample, Task
 from lic.tasks.catalog import FIDELITY_METRICS
-from lic.weights import random_weights
+from lic.weights import WeightsUnavailableError, random_weights
 
 METRICS = FIDELITY_METRICS
+OFFLINE_METRICS = tuple(m for m in METRICS if not metric_spec(m).weights)
+"""The metrics that need no pretrained weights: what runs on a machine without them."""
 DB_CAP = 100.0  # the dB forms stay finite for lossless images (PSNR's own cap)
 
 
@@ -116,7 +119,13 @@ class FidelityTask(Task):
         unknown = sorted(set(self.metric_args) - set(chosen))
         if unknown:
             raise UsageError(f"metric arguments for metrics not chosen: {unknown}")
-        self._nets = build_metrics(chosen, self.model_name, self.weights_name, self.metric_args)
+        try:
+            self._nets = build_metrics(chosen, self.model_name, self.weights_name, self.metric_args)
+        except WeightsUnavailableError as err:
+            offline = " ".join(OFFLINE_METRICS)
+            raise WeightsUnavailableError(
+                f"{err}\n  Without weights, `--metrics {offline}` runs offline."
+            ) from err
 
     def __getstate__(self) -> dict:
         """Loader workers only read images: they get the task without its networks."""
@@ -152,6 +161,8 @@ class FidelityTask(Task):
         """With a `featured` metric: its features are computed once per image and kept in
         OUT/references for every cell and re-run."""
         return bool(self.featured)
+
+    layout_check_args: ClassVar[dict] = {"metrics": OFFLINE_METRICS}  # no weights to check
 
     reference_is_prediction = False  # the uncompressed row is scored like any other
 

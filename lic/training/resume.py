@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from lic.data.files import write_csv_atomic
+
 
 def latest_version(logs_root: str | os.PathLike) -> int | None:
     """The highest N of `logs_root/version_N/`, or None when there is none."""
@@ -41,9 +43,6 @@ class ResumedCSVWriter(ExperimentWriter):
         if self._kept is not None and self.metrics:
             first = min(int(m["step"]) for m in self.metrics)
             kept = [row for row in self._kept if int(float(row["step"])) < first]
-            with open(self.metrics_file_path, "w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
-                writer.writeheader()
-                writer.writerows(kept)
+            write_csv_atomic(self.metrics_file_path, kept, self.metrics_keys, None)
             self._kept = None
         super().save()
