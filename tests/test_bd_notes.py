@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from lic.evaluation.bd import bd_metric, bd_rate
-from lic.evaluation.report import _in_view, bd_table
+from lic.evaluation.report import (
+    ANCHOR_NOTE,
+    INTERVAL_NOTE,
+    _in_view,
+    bd_sign_lines,
+    bd_table,
+    markdown,
+    reports_line,
+    task_figure,
+)
 
 
 def row(codec: str, objective: str, bpp: float, value: float, quality=None, lmbda=None) -> dict:
@@ -128,3 +138,126 @@ def test_published_curves_are_cut_to_the_run_s_rates_on_plots():
     assert _in_view(vtm, [0.3, 0.6]) == [(0.2, 29.0), (0.5, 33.0), (1.0, 37.0)]
     assert _in_view(vtm, [0.6, 0.8]) == [(0.5, 33.0), (1.0, 37.0)]  # no point inside
     assert _in_view(vtm, [0.01, 0.02]) == vtm[:2] and _in_view(vtm, []) == vtm
+
+
+def test_bd_metric_beside_a_bd_rate_n_a_gives_its_own_reason():
+    """Same rates, disjoint qualities: BD-metric is a number, so "do not overlap" is wrong."""
+    rates = (0.3, 0.6, 0.9, 1.2)
+    rows = [
+        row("jpeg", "jpeg", b, v, quality=q)
+        for q, (b, v) in enumerate(zip(rates, (26, 28, 31, 33), strict=True))
+    ]
+    rows += [
+        row("avif", "avif", b, v, quality=q)
+        for q, (b, v) in enumerate(zip(rates, (40, 41, 43, 44), strict=True))
+    ]
+    (entry,) = bd_table(rows, ("jpeg", "jpeg"))
+    assert math.isnan(entry["bd_rate_percent"]) and entry["bd_metric"] == pytest.approx(
+        12.8635, abs=1e-4
+    )  # pchip, in log-rate
+    assert entry["note"] == "BD-rate n/a: the curves share no quality range"
+
+
+def test_a_curve_of_fewer_than_four_points_gets_a_caution():
+    three = [(0.25, 29.5), (0.45, 31.5), (0.7, 33.2)]  # inside JPEG's 29-33.5 dB
+    rows = [
+        row("jpeg", "jpeg", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *SMOOTH, strict=True)
+    ]
+    rows += [row("avif", "avif", b, v, quality=q) for q, (b, v) in enumerate(three)]
+    (entry,) = bd_table(rows, ("jpeg", "jpeg"))
+    assert math.isfinite(entry["bd_rate_percent"]) and entry["note"] == (
+        "this curve has 3 points; BD is defined on 4 or more in the field, so this value is a "
+        "rough guide"
+    )
+    rows = [r for r in rows if r["codec"] == "jpeg"]
+    rows += [
+        row("avif", "avif", b, v - 0.5, quality=q)
+        for q, b, v in zip((1, 2, 3, 4), *SMOOTH, strict=True)
+    ]
+    (entry,) = bd_table(rows, ("jpeg", "jpeg"))
+    assert entry["note"] == ""
+
+
+def test_summary_says_what_the_sign_of_bd_metric_means():
+    assert bd_sign_lines([{"metric": "psnr"}])[2] == (
+        "- BD-metric: the mean metric change at equal rate; above 0 is better."
+    )
+    lines = bd_sign_lines([{"metric": "kl"}, {"metric": "lpips"}, {"metric": "top1"}])
+    assert lines[2].endswith(
+        "except for lower-is-better metrics (KL to uncompressed, LPIPS): below 0 is better."
+    )
+    rows = [
+        row("jpeg", "jpeg", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *SMOOTH, strict=True)
+    ]
+    rows += [
+        row("webp", "webp", b, v, quality=q) for q, b, v in zip((1, 2, 3, 4), *ZIGZAG, strict=True)
+    ]
+    for r in rows:
+        r.update(n_images=2, n_failed=0)
+    summary = markdown(rows, bd_table(rows, ("jpeg", "jpeg")), [])
+    assert "- BD-rate: the rate change at equal quality; below 0 is better." in summary
+
+
+def figure_rows() -> list[dict]:
+    """ImageNet top-1 (with intervals reaching past 100%) and KL of JPEG and two objectives
+    of one learned codec."""
+    rows = []
+    for metric, start in (("top1", 80.0), ("kl", 0.8)):
+        for i, bpp in enumerate((0.2, 0.4, 0.8, 1.6)):
+            value = min(start + 6 * i, 99.0) if metric == "top1" else start / (i + 1)
+            for codec, objective, shift in (
+                ("jpeg", "jpeg", 1.0),
+                ("hyper", "mse", 0.8),
+                ("hyper", "kl", 0.7),
+            ):
+                rows.append(
+                    row(codec, objective, bpp * shift, value, quality=i)
+                    | {
+                        "task": "imagenet",
+                        "metric": metric,
+                        "ci_low": value - 2,
+                        "ci_high": value + 2,
+                    }
+                )
+    return rows
+
+
+def test_panels_markers_legend_and_percent_axes():
+    fig = task_figure(figure_rows(), "imagenet", ("jpeg", "jpeg"))
+    top1, kl = fig.axes
+    assert [top1.get_title(), kl.get_title()] == ["top-1 (%)", "KL to uncompressed (nats)"]
+    assert top1.get_ylim()[1] == 100.0 and top1.get_ylim()[0] >= 0  # bars reach 101%
+    assert kl.get_ylim()[1] > 0.8
+    lines = {line.get_label(): line for line in top1.get_lines()}
+    markers = {label: lines[label].get_marker() for label in ("JPEG", "hyper / mse", "hyper / kl")}
+    assert markers["hyper / mse"] == markers["hyper / kl"] != markers["JPEG"]  # one per family
+    assert lines["JPEG"].get_linestyle() == "--" and lines["hyper / mse"].get_linestyle() == "-"
+    assert all(ax.get_legend() is None for ax in fig.axes)  # off the data: one figure legend
+    (legend,) = fig.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == ["JPEG", "hyper / mse", "hyper / kl", ANCHOR_NOTE]  # in run order
+    assert fig._supxlabel.get_text() == INTERVAL_NOTE  # the footnote, below every panel
+
+
+def test_a_fidelity_panel_is_titled_by_its_metric_and_unit():
+    rows = [
+        row("jpeg", "jpeg", b, v, quality=q) | {"metric": "ms_ssim_db"}
+        for q, b, v in zip((1, 2, 3, 4), *SMOOTH, strict=True)
+    ]
+    (ax,) = task_figure(rows, "fidelity").axes
+    assert ax.get_title() == "MS-SSIM (dB)"
+
+
+def test_the_last_line_of_a_run_names_its_reports():
+    out = Path("results") / "demo"
+    names = [
+        "results.csv",
+        "results.json",
+        "bd.csv",
+        "rate_task_voc.png",
+        "rate_task_voc.pdf",
+        "summary.md",
+    ]
+    assert reports_line(out, [out / n for n in names]) == (
+        f"reports in {out}: results.csv/.json, bd.csv, rate_task_voc.png/.pdf, summary.md"
+    )

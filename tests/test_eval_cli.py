@@ -3,6 +3,7 @@ the same usage convention (exit 2) in every entry point."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -35,9 +36,14 @@ def eval_args(folder: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_eval_saves_its_config_and_reruns_from_it(folder, tmp_path, monkeypatch):
+def test_eval_saves_its_config_and_reruns_from_it(folder, tmp_path, monkeypatch, caplog):
     out = tmp_path / "out"
-    assert main(eval_args(folder, out, "--baselines", "jpeg=30,70")) == 0
+    with caplog.at_level(logging.INFO, logger="lic.evaluation.rate_task"):
+        assert main(eval_args(folder, out, "--baselines", "jpeg=30,70")) == 0
+    assert caplog.messages[-1] == (  # the run's last line names what it wrote
+        f"reports in {out}: results.csv/.json, per_image.csv, bd.csv, "
+        "rate_task_fidelity.png/.pdf, summary.md"
+    )
     config = EvalConfig.load(out / CONFIG_NAME)
     assert config.tasks == ["fidelity"] and config.metrics == ["psnr"]
     assert config.baselines == ["jpeg"] and config.qualities == {"jpeg": [30, 70]}

@@ -581,6 +581,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     from lic.evaluation.report import (
         published_points,
         rate_convention,
+        reports_line,
         resolve_anchor,
         write_reports,
     )
@@ -625,7 +626,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:
         convention = rate_convention(config.pad, config.rate_mean, config.estimate_rate)
-        write_reports(
+        written = write_reports(
             out,
             rows,
             [cell for cell, _ in cells],
@@ -637,6 +638,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             if config.align
             else [],
         )
+        log.info("%s", reports_line(out, written))
     return rows
 
 

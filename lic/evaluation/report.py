@@ -319,6 +319,7 @@ def bd_table(
                     f"the curves overlap on {overlap.fraction:.0%} of their joint quality range "
                     f"({overlap.low:.4g} to {overlap.high:.4g}): BD-rate speaks for that band only"
                 )
+            values["reasons"] += few_points_caution(values, len(points), len(by_curve[reference]))
             row = {
                 "task": task,
                 "metric": metric,
@@ -357,9 +358,28 @@ def _no_anchor_row(task: str, metric: str, curve: Curve, points: list, anchor: C
     }
 
 
+BD_POINTS = 4
+"""Points per curve BD is defined on in the field (Bjontegaard, VCEG-M33: four rates)."""
+
+
+def few_points_caution(values: dict, points: int, reference_points: int) -> list[str]:
+    """A caution beside a BD value computed from a curve of fewer than BD_POINTS points."""
+    fewest = min(points, reference_points)
+    computed = any(math.isfinite(values[k]) for k in ("bd_rate_percent", "bd_metric"))
+    if not computed or fewest >= BD_POINTS:
+        return []
+    who = "this curve" if points <= reference_points else "the reference"
+    return [
+        f"{who} has {fewest} points; BD is defined on {BD_POINTS} or more in the field, so "
+        "this value is a rough guide"
+    ]
+
+
 def bd_note(row: dict, reasons: list[str] = ()) -> str:
-    """Why a BD value is missing, in words a user can act on ('' when both are numbers)."""
-    if not (math.isnan(row["bd_rate_percent"]) or math.isnan(row["bd_metric"])):
+    """Why a BD value is missing, in words a user can act on, each missing value with its
+    own reason ('' when both are numbers and nothing needs saying)."""
+    rate_na, metric_na = math.isnan(row["bd_rate_percent"]), math.isnan(row["bd_metric"])
+    if not (rate_na or metric_na):
         return "; ".join(reasons)
     for key, who in (("points", "this curve"), ("reference_points", "the reference")):
         if row[key] < 2:
@@ -367,7 +387,25 @@ def bd_note(row: dict, reasons: list[str] = ()) -> str:
                 f"{who} has {row[key]} point(s); BD needs 2 or more (evaluate several "
                 "checkpoints/lambdas or qualities)"
             )
-    return "; ".join(reasons) or "the two curves do not overlap in rate or in quality"
+    reasons = list(reasons)
+    if rate_na and metric_na and not reasons:
+        return "the two curves do not overlap in rate or in quality"
+    if metric_na and not any(r.startswith("BD-metric n/a") for r in reasons):
+        reasons.insert(0, "BD-metric n/a: the curves share no rate range")
+    if rate_na and not any(r.startswith("BD-rate n/a") for r in reasons):
+        reasons.insert(0, "BD-rate n/a: the curves share no quality range")
+    return "; ".join(reasons)
+
+
+def bd_sign_lines(bd: list[dict]) -> list[str]:
+    """What the sign of each BD number means, naming the run's lower-is-better metrics."""
+    lower = sorted(
+        {metric_info(b["metric"]).display for b in bd if metric_info(b["metric"]).lower_better}
+    )
+    metric = "- BD-metric: the mean metric change at equal rate; above 0 is better"
+    if lower:
+        metric += f", except for lower-is-better metrics ({', '.join(lower)}): below 0 is better"
+    return ["", "- BD-rate: the rate change at equal quality; below 0 is better.", metric + ".", ""]
 
 
 def _point_intervals(rows: list[dict], curve: Curve, metric: str, points: list) -> tuple:
@@ -396,6 +434,23 @@ def _in_view(points: list[tuple[float, float]], span: list[float]) -> list[tuple
     return points[max(inside[0] - 1, 0) : inside[-1] + 2]
 
 
+MARKERS = "osD^v<>phP*Xd"
+"""One marker shape per codec family (its curves of every objective share it), in every
+panel of every figure, so that curves differ by more than colour (print, colour blindness)."""
+PUBLISHED_MARKERS = "x+1234"  # published curves: grey, line markers no codec uses
+INTERVAL_NOTE = "bars: 95% bootstrap interval over images"
+ANCHOR_NOTE = "dashed: the curve BD values refer to"
+
+
+def curve_styles(rows: list[dict]) -> tuple[dict[str, str], dict[Curve, str]]:
+    """(codec -> marker, curve -> colour), fixed by the names alone: the same in every panel."""
+    run = sorted({(r["codec"], r["objective"]) for r in rows if r["codec"] != "uncompressed"})
+    codecs = sorted({codec for codec, _ in run})
+    markers = dict(zip(codecs, itertools.cycle(MARKERS), strict=False))
+    colours = {curve: f"C{i % 10}" for i, curve in enumerate(sorted(run, key=curve_label))}
+    return markers, colours
+
+
 def plot(
     rows: list[dict],
     out: Path,
@@ -404,85 +459,106 @@ def plot(
     published: dict[tuple[str, str], dict] | None = None,
     random: dict[str, str] | None = None,
 ) -> list[Path]:
-    """rate_task_<task>.png/.pdf: one panel per metric, one curve per objective/baseline,
-    each point with its 95% bootstrap interval; the curves BD numbers refer to dashed; the
-    panels of a task with `random` weights (`random_models`) say so in their titles.
-    Figures are drawn without pyplot (no GUI backend, no global figure state; its import
-    was a quarter of the report's time)."""
-    from matplotlib.figure import Figure
-
+    """rate_task_<task>.png/.pdf (`task_figure`). Figures are drawn without pyplot (no GUI
+    backend, no global figure state; its import was a quarter of the report's time)."""
     written = []
-    by_task = defaultdict(list)
-    for row in rows:
-        by_task[row["task"]].append(row)
-    all_curves = curves(rows)
-    for task, task_rows in sorted(by_task.items()):
-        metrics = list(dict.fromkeys(r["metric"] for r in task_rows))
-        fig = Figure(figsize=(5.2 * len(metrics), 4.2))
-        axes = fig.subplots(1, len(metrics), squeeze=False)
-        for ax, metric in zip(axes[0], metrics, strict=True):
-            by_curve = all_curves.get((task, metric), {})
-            intervals = False
-            anchors = set(references(by_curve, anchor).values())
-            for curve, points in by_curve.items():
-                rate, value = zip(*points, strict=True)
-                style = "--" if curve in anchors else "-"
-                marker = "s" if curve[0] in CLASSICAL_CODECS else "o"
-                (line,) = ax.plot(
-                    rate, value, style, marker=marker, markersize=4, label=curve_label(curve)
-                )
-                low, high = _point_intervals(task_rows, curve, metric, points)
-                if np.isfinite(low).any():  # the 95% bootstrap interval of every point
-                    intervals = True
-                    ax.errorbar(
-                        rate,
-                        value,
-                        yerr=np.stack([np.subtract(value, low), np.subtract(high, value)]),
-                        fmt="none",
-                        ecolor=line.get_color(),
-                        elinewidth=0.8,
-                        capsize=2,
-                    )
-            fixed = (published or {}).get((task, metric), {})
-            span = [bpp for points in by_curve.values() for bpp, _ in points]
-            for (curve, points), marker in zip(fixed.items(), itertools.cycle("x+^v.")):
-                rate, value = zip(*_in_view(points, span), strict=True)
-                ax.plot(rate, value, "--", color="0.5", marker=marker, markersize=4, linewidth=1,
-                        label=curve_label(curve))  # fmt: skip
-            if fixed and span:  # the run's rates fill the panel, published curves cut there
-                margin = 0.05 * (max(span) - min(span) or max(span))
-                ax.set_xlim(min(span) - margin, max(span) + margin)
-            for r in task_rows:
-                if r["codec"] == "uncompressed" and r["metric"] == metric:
-                    if metric_info(metric).full_reference:  # a perfect score, not a level
-                        continue
-                    ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
-            if intervals:
-                ax.text(
-                    0.99,
-                    0.01,
-                    "bars: 95% bootstrap interval over images",
-                    transform=ax.transAxes,
-                    ha="right",
-                    va="bottom",
-                    fontsize=7,
-                    color="gray",
-                )
-            ax.set_xlabel(rate_axis_label(convention))
-            ax.set_ylabel(metric_info(metric).label())
-            title = f"{task}: {metric_info(metric).display}"
-            if task in (random or {}):
-                title += f"\n{random_note(random[task])}"
-            ax.set_title(title)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+    for task in sorted({r["task"] for r in rows}):
+        random_model = (random or {}).get(task)
+        fig = task_figure(rows, task, anchor, convention, published, random_model)
         for suffix in ("png", "pdf"):
             path = out / f"rate_task_{task}.{suffix}"
             buffer = io.BytesIO()
             fig.savefig(buffer, format=suffix, dpi=150)
             written.append(write_bytes_atomic(path, buffer.getvalue(), out))
     return written
+
+
+def task_figure(
+    rows: list[dict],
+    task: str,
+    anchor: Curve | None = None,
+    convention: dict[str, str] | None = None,
+    published: dict[tuple[str, str], dict] | None = None,
+    random_model: str | None = None,
+):
+    """One panel per metric of `task`, titled by it; one curve per objective/baseline, each
+    point with its 95% bootstrap interval; the curves BD numbers refer to dashed. The legend
+    and the footnote sit outside the panels; percentages stop at 100. A task whose model
+    has random weights (`random_model`) says so under its title."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    task_rows = [r for r in rows if r["task"] == task]
+    metrics = list(dict.fromkeys(r["metric"] for r in task_rows))
+    fig = Figure(figsize=(4.6 * len(metrics) + 2.6, 4.2), layout="constrained")
+    fig.suptitle(task if random_model is None else f"{task}\n{random_note(random_model)}")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    styles, all_curves = curve_styles(rows), curves(rows)
+    intervals = dashed = False
+    for ax, metric in zip(axes, metrics, strict=True):
+        by_curve = all_curves.get((task, metric), {})
+        fixed = (published or {}).get((task, metric), {})
+        anchors = set(references({**by_curve, **fixed}, anchor).values())
+        dashed |= bool(anchors & {*by_curve, *fixed})
+        intervals |= _plot_curves(ax, task_rows, metric, by_curve, anchors, styles)
+        span = [bpp for points in by_curve.values() for bpp, _ in points]
+        for (curve, points), marker in zip(fixed.items(), itertools.cycle(PUBLISHED_MARKERS)):
+            rate, value = zip(*_in_view(points, span), strict=True)
+            style = "--" if curve in anchors else "-."
+            ax.plot(rate, value, style, color="0.5", marker=marker, markersize=5, linewidth=1,
+                    label=curve_label(curve))  # fmt: skip
+        if fixed and span:  # the run's rates fill the panel, published curves cut there
+            margin = 0.05 * (max(span) - min(span) or max(span))
+            ax.set_xlim(min(span) - margin, max(span) + margin)
+        for r in task_rows:
+            if r["codec"] == "uncompressed" and r["metric"] == metric:
+                if metric_info(metric).full_reference:  # a perfect score, not a level
+                    continue
+                ax.axhline(r["value"], color="gray", linestyle=":", label="uncompressed")
+        info = metric_info(metric)
+        if info.unit == "%":  # margins must not show impossible scores
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, 0.0), min(high, 100.0))
+        ax.set_xlabel(rate_axis_label(convention))
+        ax.set_ylabel(info.label())
+        ax.set_title(info.label())
+        ax.grid(alpha=0.3)
+    entries = {}
+    for ax in axes:  # one legend for all panels: the same curve has the same style in each
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if dashed:
+        entries[ANCHOR_NOTE] = Line2D([], [], color="0.3", linestyle="--")
+    if entries:
+        fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=8)
+    if intervals:
+        fig.supxlabel(INTERVAL_NOTE, fontsize=7, color="gray")
+    return fig
+
+
+def _plot_curves(ax, rows: list[dict], metric: str, by_curve: dict, anchors: set, styles) -> bool:
+    """The run's curves of one panel with their intervals; whether any point has one."""
+    markers, colours = styles
+    intervals = False
+    for curve, points in by_curve.items():
+        rate, value = zip(*points, strict=True)
+        style = "--" if curve in anchors else "-"
+        colour = colours.get(curve)
+        ax.plot(rate, value, style, marker=markers.get(curve[0], "o"), markersize=5,
+                color=colour, label=curve_label(curve))  # fmt: skip
+        low, high = _point_intervals(rows, curve, metric, points)
+        if np.isfinite(low).any():  # the 95% bootstrap interval of every point
+            intervals = True
+            ax.errorbar(
+                rate,
+                value,
+                yerr=np.stack([np.subtract(value, low), np.subtract(high, value)]),
+                fmt="none",
+                ecolor=colour,
+                elinewidth=0.8,
+                capsize=2,
+            )
+    return intervals
 
 
 def _fmt(value: object) -> str:
@@ -544,7 +620,7 @@ def markdown(
     if bd:
         lines += [
             "Paired 95% bootstrap intervals: both curves recomputed on the same resampled images.",
-            "",
+            *bd_sign_lines(bd),
             "| task | metric | curve | reference | BD-rate | BD-metric | note |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -610,11 +686,11 @@ def write_reports(
     convention: dict[str, str] | None = None,
     published: dict[tuple[str, str], dict] | None = None,
     sections: Sequence[str] = (),
-) -> None:
+) -> list[Path]:
     """results.csv/json, bd.csv (against `anchor`), plots and summary.md in `out`, each
     stating the rate `convention` (`rate_convention`); `published` curves
     (`published_points`) are drawn on the plots and may be the anchor; `sections` are
-    added to summary.md (metric-task alignment)."""
+    added to summary.md (metric-task alignment). Returns the files written."""
     write_csv_atomic(out / "results.csv", rows, COLUMNS, out)
     failures = [
         {"cell": c["meta"]["key"], "task": c["meta"]["task"], **f}
@@ -652,6 +728,8 @@ def write_reports(
     plots = plot(rows, out, anchor, convention, published, random_models(cells))
     summary = markdown(rows, bd, cells, anchor, convention, published) + "".join(sections)
     write_text_atomic(out / "summary.md", summary, out)
+    tables = ("results.csv", "results.json", "per_image.csv", "bd.csv")
+    written = [*(out / name for name in tables), *plots, out / "summary.md"]
     if use_wandb:
         import wandb
 
@@ -664,3 +742,12 @@ def write_reports(
                 **{f"rate_task/{p.stem}": wandb.Image(str(p)) for p in plots if p.suffix == ".png"},
             }
         )
+    return written
+
+
+def reports_line(out: Path, paths: Sequence[Path]) -> str:
+    """The run's last line: 'reports in OUT: results.csv, ..., rate_task_voc.png/.pdf'."""
+    suffixes: dict[str, list[str]] = {}
+    for path in paths:
+        suffixes.setdefault(path.stem, []).append(path.suffix)
+    return f"reports in {out}: " + ", ".join(f"{s}{'/'.join(x)}" for s, x in suffixes.items())

@@ -179,7 +179,7 @@ class Task(ABC):
     default_weights: str
     metrics: tuple[str, ...]
     metric_choices: tuple[str, ...] = ()  # tasks whose metrics `--metrics` selects
-    layout_check_args: ClassVar[dict[str, Any]] = {}  # `lic data check`s: loads no weights
+    layout_check_args: ClassVar[dict[str, Any]] = {}  # for `lic data check`: no weights
     uses_reference: bool = False  # targets are the model's outputs on the original image
     reference_is_prediction: bool = True  # those outputs are also the uncompressed row
     model_family: str = "torchvision"  # of a model named without a FAMILY: prefix
