@@ -110,7 +110,8 @@ class LicCLI(LightningCLI):
                 init_args.save_dir = str(run_dir)
                 if "name" in init_args:
                     init_args.name = "logs"
-                if self.resuming and init_args.get("version") is None:
+                numbered = str(logger.class_path).endswith(("CSVLogger", "TensorBoardLogger"))
+                if self.resuming and numbered and init_args.get("version") is None:
                     logs_root = Path(init_args.save_dir) / (init_args.get("name") or "")
                     init_args.version = latest_version(logs_root)  # None: a new version_0
         if self.resuming:  # its checkpoints are this run's own, to be continued
