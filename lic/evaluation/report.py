@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from lic.evaluation.coders import ZOO_PREFIX, parse_zoo_spec
 from lic.evaluation.curves import PUBLISHED, load_catalogue, load_curve, published_record
 from lic.evaluation.per_image import write_per_image
 from lic.metrics import metric_info
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 ResultRow = TypedDict(
     "ResultRow",
@@ -480,7 +484,7 @@ def task_figure(
     convention: dict[str, str] | None = None,
     published: dict[tuple[str, str], dict] | None = None,
     random_model: str | None = None,
-):
+) -> Figure:
     """One panel per metric of `task`, titled by it; one curve per objective/baseline, each
     point with its 95% bootstrap interval; the curves BD numbers refer to dashed. The legend
     and the footnote sit outside the panels; percentages stop at 100. A task whose model
@@ -536,7 +540,9 @@ def task_figure(
     return fig
 
 
-def _plot_curves(ax, rows: list[dict], metric: str, by_curve: dict, anchors: set, styles) -> bool:
+def _plot_curves(
+    ax: Axes, rows: list[dict], metric: str, by_curve: dict, anchors: set, styles: tuple
+) -> bool:
     """The run's curves of one panel with their intervals; whether any point has one."""
     markers, colours = styles
     intervals = False
