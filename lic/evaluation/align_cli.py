@@ -72,7 +72,7 @@ def run_align(args: argparse.Namespace) -> int:
     if resamples < 0:
         raise UsageError(f"--bootstrap {resamples}: give a number of resamples (0: none)")
     weights = RANDOM_NOTE if random_weights(config.task_weights) else "pretrained"
-    _, section = write_alignment(args.out, rows, outcomes, metrics, resamples, seed, weights)
+    section, written = write_alignment(args.out, rows, outcomes, metrics, resamples, seed, weights)
     print(section.strip())
-    print(f"\nwrote {args.out / 'alignment.csv'} and {args.out / 'alignment.png'} (.pdf)")
+    print("\nwrote " + ", ".join(str(path) for path in written))
     return 0

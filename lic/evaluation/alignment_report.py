@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lic.data.files import write_bytes_atomic, write_csv_atomic
+from lic.data.files import write_csv_atomic
 from lic.evaluation.alignment import COLUMNS, REFERENCE, alignment
-from lic.evaluation.report import with_interval
+from lic.evaluation.report import with_interval, write_figure
 from lic.metrics.registry import metric_info
 
 RANDOM_NOTE = "random: format check only"
@@ -95,12 +94,7 @@ def plot_alignment(out: Path, rows: Sequence[Mapping]) -> list[Path]:
     if weights:
         fig.suptitle("metric networks: " + "; ".join(sorted(weights)), fontsize=9)
     fig.tight_layout()
-    written = []
-    for suffix in ("png", "pdf"):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=suffix, dpi=150)
-        written.append(write_bytes_atomic(out / f"alignment.{suffix}", buffer.getvalue(), out))
-    return written
+    return write_figure(fig, out, "alignment")
 
 
 def write_alignment(
@@ -111,9 +105,8 @@ def write_alignment(
     resamples: int,
     seed: int,
     weights: str = "",
-) -> tuple[list[dict], str]:
-    """Write alignment.csv and its plot to `out`; return the rows and summary.md's section."""
+) -> tuple[str, list[Path]]:
+    """Write alignment.csv and its plot to `out`; return summary.md's section and the files."""
     rows = alignment(per_image, outcomes, metrics, resamples, seed, weights)
-    write_csv_atomic(out / "alignment.csv", rows, COLUMNS, out)
-    plot_alignment(out, rows)
-    return rows, alignment_markdown(rows)
+    table = write_csv_atomic(out / "alignment.csv", rows, COLUMNS, out)
+    return alignment_markdown(rows), [table, *plot_alignment(out, rows)]

@@ -626,6 +626,9 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     rows = [row for cell, metrics in cells for row in rows_of(cell, metrics)]
     if rank == 0:
         convention = rate_convention(config.pad, config.rate_mean, config.estimate_rate)
+        section, aligned = (
+            align_cells(config, out, [c for c, _ in cells]) if config.align else ("", [])
+        )
         written = write_reports(
             out,
             rows,
@@ -634,16 +637,15 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
             anchor=anchor_curve,
             convention=convention,
             published=published_points(published, rows),
-            sections=[align_cells(config, out, [cell for cell, _ in cells])]
-            if config.align
-            else [],
+            sections=[section],
         )
-        log.info("%s", reports_line(out, written))
+        log.info("%s", reports_line(out, [*written, *aligned]))
     return rows
 
 
-def align_cells(config: EvalConfig, out: Path, cells: Sequence[dict]) -> str:
-    """alignment.csv and its plot from the cells' per-image rows; summary.md's section."""
+def align_cells(config: EvalConfig, out: Path, cells: Sequence[dict]) -> tuple[str, list[Path]]:
+    """alignment.csv and its plot from the cells' per-image rows: summary.md's section and
+    the files written."""
     from lic.evaluation.align_scores import align_metric_names
     from lic.evaluation.alignment_report import RANDOM_NOTE, write_alignment
     from lic.tasks import TASKS
@@ -654,7 +656,7 @@ def align_cells(config: EvalConfig, out: Path, cells: Sequence[dict]) -> str:
     metrics = align_metric_names(config.align)
     weights = RANDOM_NOTE if random_weights(config.task_weights) else "pretrained"
     options = (config.bootstrap, config.bootstrap_seed, weights)
-    return write_alignment(out, per_image, outcomes, metrics, *options)[1]
+    return write_alignment(out, per_image, outcomes, metrics, *options)
 
 
 def prepare_out(config: EvalConfig) -> Path:

@@ -469,11 +469,17 @@ def plot(
     for task in sorted({r["task"] for r in rows}):
         random_model = (random or {}).get(task)
         fig = task_figure(rows, task, anchor, convention, published, random_model)
-        for suffix in ("png", "pdf"):
-            path = out / f"rate_task_{task}.{suffix}"
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format=suffix, dpi=150)
-            written.append(write_bytes_atomic(path, buffer.getvalue(), out))
+        written += write_figure(fig, out, f"rate_task_{task}")
+    return written
+
+
+def write_figure(fig: Figure, out: Path, stem: str) -> list[Path]:
+    """`out/<stem>.png` (150 dpi) and `.pdf`, each rendered in memory and written atomically."""
+    written = []
+    for suffix in ("png", "pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix, dpi=150)
+        written.append(write_bytes_atomic(out / f"{stem}.{suffix}", buffer.getvalue(), out))
     return written
 
 
