@@ -2,6 +2,7 @@
 wall time, summed peak memory, and the numbers (which must agree).
 
     python benchmarks/vs_compressai.py --images KODAK [--ckpt CKPT] [--rounds 5] [--busy]
+        [--variant 'w0=--workers 0' ...]
 
 The lic checkpoint is exported as a CompressAI state dict; each round runs, as whole
 processes and interleaved,
@@ -9,7 +10,8 @@ processes and interleaved,
     python -m compressai.utils.eval_model checkpoint IMAGES -a ARCH -p STATE_DICT
     lic eval --ckpt CKPT --task fidelity --metrics psnr ms_ssim --data-root IMAGES --out NEW
 
-(each in its defaults; lic's include bootstrap intervals, bd.csv, plots and summary.md).
+(each in its defaults; lic's include bootstrap intervals, bd.csv, plots and summary.md);
+each `--variant NAME=ARGS` adds a lic run with those options (e.g. another --workers).
 Memory is the peak over the run of the summed PSS of the process and its children, sampled
 every 20 ms. `--busy` runs one CPU-bound process beside them (a shared node). Prints the
 medians and lic's ratios, and checks mean PSNR (1e-5 dB), MS-SSIM (5e-6) and bpp (1e-9)
@@ -84,23 +86,34 @@ def main() -> None:
     p.add_argument("--ckpt", default=str(DEMO))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--busy", action="store_true", help="one CPU-bound process alongside")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also time lic eval with these extra options, e.g. 'w0=--workers 0'",
+    )
     args = p.parse_args()
+    variants = {"lic": []} | {
+        name: extra.split() for name, _, extra in (v.partition("=") for v in args.variant)
+    }
     model, info = load_checkpoint(args.ckpt)
     work = Path(tempfile.mkdtemp(prefix="vs_compressai_"))
     torch.save(model.state_dict(), work / "state_dict.pth")
     theirs = [sys.executable, "-m", "compressai.utils.eval_model", "checkpoint", args.images]
     theirs += ["-a", info.codec, "-p", str(work / "state_dict.pth")]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
-    times: dict[str, list] = {"lic": [], "eval_model": []}
+    times: dict[str, list] = {name: [] for name in variants} | {"eval_model": []}
     try:
         for k in range(args.rounds):
-            out = work / f"lic{k}"
-            ours = ["lic", "eval", "--ckpt", args.ckpt, "--task", "fidelity", "--metrics"]
-            ours += ["psnr", "ms_ssim", "--data-root", args.images, "--out", str(out)]
-            times["lic"].append(measured(ours)[:2])
+            for name, extra in variants.items():
+                out = work / f"{name}{k}"
+                ours = ["lic", "eval", "--ckpt", args.ckpt, "--task", "fidelity", "--metrics"]
+                ours += ["psnr", "ms_ssim", "--data-root", args.images, "--out", str(out)]
+                times[name].append(measured([*ours, *extra])[:2])
             seconds, memory, stdout = measured(theirs)
             times["eval_model"].append((seconds, memory))
-        mine, ref = lic_numbers(out), compressai_numbers(stdout)
+        mine, ref = lic_numbers(work / f"lic{args.rounds - 1}"), compressai_numbers(stdout)
     finally:
         if busy:
             busy.kill()
@@ -114,8 +127,10 @@ def main() -> None:
     print(f"{'':12} {'wall s':>8} {'peak MB':>9}")
     for name, (seconds, memory) in median.items():
         print(f"{name:12} {seconds:8.2f} {memory:9.0f}")
-    (a, b), (c, d) = median["lic"], median["eval_model"]
-    print(f"{'lic / eval':12} {a / c:8.2f}x {b / d:8.2f}x")
+    c, d = median["eval_model"]
+    for name in variants:
+        a, b = median[name]
+        print(f"{name + ' / eval':12} {a / c:8.2f}x {b / d:8.2f}x")
     for cmd in HELPS:
         seconds = statistics.median(measured(cmd)[0] for _ in range(3))
         print(f"{' '.join(cmd):28} {seconds:.2f} s")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from lic.cli import main
 
@@ -24,15 +25,16 @@ def read_csv(path: Path) -> list[dict]:
 
 @pytest.fixture
 def titles(monkeypatch) -> list[str]:
-    """Every panel title the plots set."""
+    """Every figure and panel title the plots set."""
     seen: list[str] = []
-    set_title = Axes.set_title
+    for cls, name in ((Figure, "suptitle"), (Axes, "set_title")):
+        original = getattr(cls, name)
 
-    def record(self, label, *args, **kwargs):
-        seen.append(label)
-        return set_title(self, label, *args, **kwargs)
+        def record(self, label, *args, _original=original, **kwargs):
+            seen.append(label)
+            return _original(self, label, *args, **kwargs)
 
-    monkeypatch.setattr(Axes, "set_title", record)
+        monkeypatch.setattr(cls, name, record)
     return seen
 
 
@@ -57,10 +59,7 @@ def test_random_task_weights_are_said_in_every_output(tmp_path, caplog, titles):
     assert len(results) == 4 and {r["weights"] for r in results} == {"random"}
     per_image = read_csv(out / "per_image.csv")
     assert len(per_image) == 4 and {r["weights"] for r in per_image} == {"random"}
-    assert titles == [
-        f"consistency: top-1 agreement\n{NOTE}",
-        f"consistency: KL to uncompressed\n{NOTE}",
-    ]
+    assert titles == [f"consistency\n{NOTE}", "top-1 agreement (%)", "KL to uncompressed (nats)"]
 
 
 def test_numbers_without_networks_are_not_called_random(tmp_path, caplog, titles):
@@ -71,4 +70,4 @@ def test_numbers_without_networks_are_not_called_random(tmp_path, caplog, titles
     assert not any("random" in m for m in caplog.messages)
     assert "Random" not in (out / "summary.md").read_text()
     assert {r["weights"] for r in read_csv(out / "results.csv")} == {""}
-    assert titles == ["fidelity: PSNR"]
+    assert titles == ["fidelity", "PSNR (dB)"]
