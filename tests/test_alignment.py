@@ -137,6 +137,19 @@ def test_resampled_correlations_are_those_of_the_replicated_sample():
         assert tau[row] == pytest.approx(kendalltau(metric[drawn], outcome[drawn])[0])
 
 
+def test_degenerate_inputs_give_nan_not_errors():
+    """No coded cell: no rows; one cell of one image: no pairs, no correlation; no metric
+    value at all: NaN everywhere."""
+    rows = synthetic_rows(images=1, cells=1)
+    only_uncompressed = [r | {"codec": "uncompressed"} for r in rows]
+    assert alignment(only_uncompressed, OUTCOMES, ["psnr"], resamples=10) == []
+    single = alignment(rows, OUTCOMES, ["psnr"], resamples=10)
+    assert len(single) == 8 and all(math.isnan(r["value"]) for r in single)
+    missing = [r | {"align_psnr": None} for r in synthetic_rows(images=3, cells=2)]
+    got = alignment(missing, OUTCOMES, ["psnr"], resamples=10)
+    assert all(math.isnan(r["value"]) for r in got) and {r["n"] for r in got} == {0}
+
+
 # ---- end to end ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def aligned_run(tmp_path_factory, tiny_clip):

@@ -167,7 +167,11 @@ def partial(r_xy: np.ndarray, r_xz: np.ndarray, r_yz: np.ndarray) -> np.ndarray:
 def correlations(
     metric: np.ndarray, outcome: np.ndarray, bpp: np.ndarray, weights: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """SRCC and SRCC given bpp of observations (K,) under each row of (b, K) weights."""
+    """SRCC and SRCC given bpp of observations (K,) under each row of (b, K) weights (NaN
+    without observations)."""
+    if not len(metric):
+        nan = np.full(len(weights), math.nan)
+        return {"srcc": nan, "srcc_given_bpp": nan.copy()}
     ranks = [WeightedRanks(v) for v in (metric, outcome, bpp)]
     step = max(1, CHUNK_ELEMENTS // max(len(metric), 1))
     parts: dict[str, list[np.ndarray]] = {"srcc": [], "srcc_given_bpp": []}
@@ -262,5 +266,6 @@ def alignment(
     tasks = dict.fromkeys(r["task"] for r in rows if r["task"] in outcomes)
     for task in tasks:
         values = gather(rows, task, outcomes[task], metrics)
-        out += align_task(values, task, resamples, seed, weights)
+        if values.cells:  # (a task whose every coded cell failed has nothing to align)
+            out += align_task(values, task, resamples, seed, weights)
     return out
