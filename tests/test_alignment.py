@@ -137,6 +137,16 @@ def test_resampled_correlations_are_those_of_the_replicated_sample():
         assert tau[row] == pytest.approx(kendalltau(metric[drawn], outcome[drawn])[0])
 
 
+def test_the_weights_column_names_the_random_networks_and_only_them():
+    from lic.evaluation.alignment_report import networks_note
+
+    assert networks_note(["psnr", "lpips", "mlclipsim"], "none") == (
+        "random LPIPS and ML-CLIPSim: format check only"
+    )
+    assert networks_note(["psnr", "lpips"], None) == "pretrained"
+    assert networks_note(["psnr", "ms_ssim"], "none") == ""  # no network: nothing is random
+
+
 def test_degenerate_inputs_give_nan_not_errors():
     """No coded cell: no rows; one cell of one image: no pairs, no correlation; no metric
     value at all: NaN everywhere."""
@@ -198,11 +208,11 @@ def test_a_run_writes_alignment_with_intervals(aligned_run):
     keys = {(r["outcome"], r["metric"], r["statistic"]) for r in rows}
     assert len(rows) == len(keys) == 2 * 3 * 4  # outcomes x metrics x statistics
     assert {r["n_cells"] for r in rows} == {"5"}  # coded cells only: 2 checkpoints + 3
-    assert {r["weights"] for r in rows} == {"random: format check only"}
+    assert {r["weights"] for r in rows} == {"random LPIPS and ML-CLIPSim: format check only"}
     lpips = next(r for r in rows if r["metric"] == "lpips" and r["statistic"] == "srcc")
     assert lpips["vs_psnr"] != "" and lpips["ci_low"] != ""
     summary = (out / "summary.md").read_text()
-    assert "## Metric-task alignment" in summary and "random: format check only" in summary
+    assert "## Metric-task alignment" in summary and "random LPIPS and ML-CLIPSim" in summary
     assert (out / "alignment.png").stat().st_size > 0
 
 

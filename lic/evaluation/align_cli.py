@@ -46,11 +46,10 @@ def read_per_image(path: Path) -> list[dict]:
 
 def run_align(args: argparse.Namespace) -> int:
     from lic.evaluation.alignment import align_column
-    from lic.evaluation.alignment_report import RANDOM_NOTE, write_alignment
+    from lic.evaluation.alignment_report import networks_note, write_alignment
     from lic.evaluation.config import CONFIG_NAME, EvalConfig
     from lic.metrics.registry import list_metrics
     from lic.tasks import TASKS
-    from lic.weights import random_weights
 
     rows = read_per_image(args.out / "per_image.csv")
     columns = rows[0].keys() if rows else ()
@@ -71,7 +70,7 @@ def run_align(args: argparse.Namespace) -> int:
     seed = config.bootstrap_seed if args.bootstrap_seed is None else args.bootstrap_seed
     if resamples < 0:
         raise UsageError(f"--bootstrap {resamples}: give a number of resamples (0: none)")
-    weights = RANDOM_NOTE if random_weights(config.task_weights) else "pretrained"
+    weights = networks_note(metrics, config.task_weights)
     section, written = write_alignment(args.out, rows, outcomes, metrics, resamples, seed, weights)
     print(section.strip())
     print("\nwrote " + ", ".join(str(path) for path in written))

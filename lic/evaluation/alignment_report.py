@@ -9,10 +9,19 @@ from pathlib import Path
 
 from lic.data.files import write_csv_atomic
 from lic.evaluation.alignment import COLUMNS, REFERENCE, alignment
-from lic.evaluation.report import with_interval, write_figure
-from lic.metrics.registry import metric_info
+from lic.evaluation.report import random_note, with_interval, write_figure
+from lic.metrics.registry import metric_info, metric_spec
+from lic.weights import random_weights
 
-RANDOM_NOTE = "random: format check only"
+
+def networks_note(metrics: Sequence[str], task_weights: str | None) -> str:
+    """What alignment.csv's `weights` column says of the metrics' networks: random (a format
+    check, as `--task-weights none` makes them), pretrained, or '' when no metric has one
+    (PSNR, MS-SSIM)."""
+    networked = [metric_info(m).display for m in metrics if metric_spec(m).weights]
+    if not networked:
+        return ""
+    return random_note(" and ".join(networked)) if random_weights(task_weights) else "pretrained"
 
 
 def alignment_markdown(rows: Sequence[Mapping]) -> str:

@@ -647,14 +647,13 @@ def align_cells(config: EvalConfig, out: Path, cells: Sequence[dict]) -> tuple[s
     """alignment.csv and its plot from the cells' per-image rows: summary.md's section and
     the files written."""
     from lic.evaluation.align_scores import align_metric_names
-    from lic.evaluation.alignment_report import RANDOM_NOTE, write_alignment
+    from lic.evaluation.alignment_report import networks_note, write_alignment
     from lic.tasks import TASKS
-    from lic.weights import random_weights
 
     per_image = [row for cell in cells for row in cell.get("per_image", ())]
     outcomes = {t: TASKS[t].outcomes for t in config.tasks if TASKS[t].outcomes}
     metrics = align_metric_names(config.align)
-    weights = RANDOM_NOTE if random_weights(config.task_weights) else "pretrained"
+    weights = networks_note(metrics, config.task_weights)
     options = (config.bootstrap, config.bootstrap_seed, weights)
     return write_alignment(out, per_image, outcomes, metrics, *options)
 
