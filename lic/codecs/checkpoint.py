@@ -17,6 +17,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from lic.codecs.mlicpp.official import official_hparams, official_state_dict
+from lic.codecs.vbr import (
+    check_lambdas,
+    default_lambdas,
+    is_variable_rate,
+    is_vbr_codec,
+    level_count,
+    resize_tables,
+)
 from lic.data.files import positive_number, safe_name
 from lic.errors import InputError
 from lic.weights import require_hub_files
@@ -34,16 +42,21 @@ class CheckpointInfo:
     lmbda: float | None = None
     distortion: object = None
     hparams: dict = field(default_factory=dict)
+    lambdas: tuple[float, ...] | None = None  # a variable-rate codec's, one per level
 
     def label(self) -> str:
         """'bmshj2018-hyperprior (mse, lambda 0.013)'; what a file does not record, it says."""
-        if self.distortion is None and self.lmbda is None:
+        if self.distortion is None and self.lmbda is None and self.lambdas is None:
             return f"{self.codec} (objective and lambda not recorded in the file)"
         from lic.metrics.objective import objective_name
 
         recorded = self.distortion is not None
         objective = objective_name(self.distortion) if recorded else "objective not recorded"
         lmbda = "lambda not recorded" if self.lmbda is None else f"lambda {self.lmbda:g}"
+        if self.lambdas is not None:
+            lmbda = (
+                f"{len(self.lambdas)} levels, lambdas {self.lambdas[0]:g} to {self.lambdas[-1]:g}"
+            )
         return f"{self.codec} ({objective}, {lmbda})"
 
 
@@ -55,6 +68,7 @@ def load_codec_state(model: CompressionModel, state_dict: dict, source: str) -> 
     """Load weights (resizing entropy tables as CompressAI does) or say why they do not fit."""
     name = getattr(model, "codec_name", type(model).__name__)
     try:
+        resize_tables(model, state_dict)
         model.load_state_dict(state_dict, strict=True)
     except KeyError as err:  # CompressAI resizes the tables before the strict check
         raise InputError(
@@ -126,18 +140,18 @@ def save_codec_checkpoint(
     model: CompressionModel, path: str | Path, lmbda: float | None = None, distortion: object = None
 ) -> Path:
     """Write the smallest file `load_checkpoint` reads: the codec with its entropy tables
-    (run `update()` first) and the hyper-parameters that rebuild it, as training does."""
+    (run `update()` first) and the hyper-parameters that rebuild it, as training does; a
+    variable-rate codec's file records its levels and their lambdas (the model's list)."""
+    hparams = {
+        "codec": model.codec_name,
+        "codec_args": dict(model.codec_args),
+        "lmbda": lmbda,
+        "distortion": distortion,
+    }
+    if is_variable_rate(model):
+        hparams |= {"levels": level_count(model), "lambdas": [float(v) for v in model.lmbda]}
     torch.save(
-        {
-            "state_dict": model.state_dict(prefix=CODEC_PREFIX),
-            "hyper_parameters": {
-                "codec": model.codec_name,
-                "codec_args": dict(model.codec_args),
-                "lmbda": lmbda,
-                "distortion": distortion,
-            },
-        },
-        path,
+        {"state_dict": model.state_dict(prefix=CODEC_PREFIX), "hyper_parameters": hparams}, path
     )
     return Path(path)
 
@@ -204,16 +218,36 @@ def read_checkpoint(
     if expect_codec is not None and hparams["codec"] != expect_codec:
         raise ValueError(f"{path} is a '{hparams['codec']}' checkpoint, not '{expect_codec}'")
     state = official if official is not None else codec_state_dict(ckpt["state_dict"])
+    lambdas = _level_lambdas(hparams, state, path)
+    recorded = None if lambdas is not None else hparams.get("lmbda")
     info = CheckpointInfo(
         safe_name(hparams["codec"], f"{path}: codec"),
         dict(hparams.get("codec_args") or {}),
-        _lambda(hparams.get("lmbda") if hparams.get("lmbda") is not None else lmbda, path),
+        _lambda(recorded if recorded is not None or lambdas else lmbda, path),
         hparams.get("distortion") if hparams.get("distortion") is not None else distortion,
         dict(hparams),
+        lambdas,
     )
     if info.distortion is not None:
         _objective(info.distortion, path)
     return info, state
+
+
+def _level_lambdas(hparams: dict, state: dict, path: str | Path) -> tuple[float, ...] | None:
+    """A variable-rate checkpoint's lambdas, one per level (its gain vector's length): as
+    recorded (`lambdas`, or a list `lmbda`), else CompressAI's list; None for fixed-rate."""
+    if not is_vbr_codec(hparams["codec"]):
+        return None
+    try:
+        count = level_count(state)
+        recorded = hparams.get("lambdas")
+        if recorded is None and isinstance(hparams.get("lmbda"), (list, tuple)):
+            recorded = hparams["lmbda"]
+        if recorded is None:
+            recorded = default_lambdas(hparams["codec"])
+        return check_lambdas(recorded, count, str(path))
+    except ValueError as err:
+        raise InputError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
 
 
 def _lambda(value: object, path: str | Path) -> float | None:
@@ -288,17 +322,44 @@ def init_codec_weights(model: CompressionModel, spec: str) -> None:
 
 def _zoo_state_dict(spec: str) -> dict:
     parts = spec.split(":")
-    if len(parts) not in (3, 4) or not parts[2].isdigit():
-        raise ValueError(f"expected compressai:NAME:QUALITY[:METRIC], got '{spec}'")
-    name, quality, metric = parts[1], int(parts[2]), parts[3] if len(parts) == 4 else "mse"
+    name = parts[1] if len(parts) > 1 else ""
+    if is_vbr_codec(name) and len(parts) in (2, 3):  # compressai:NAME-vbr[:METRIC]
+        quality, metric = None, parts[2] if len(parts) == 3 else "mse"
+    elif len(parts) not in (3, 4) or not parts[2].isdigit():
+        raise ValueError(
+            f"expected compressai:NAME:QUALITY[:METRIC] (variable-rate: compressai:NAME-vbr), "
+            f"got '{spec}'"
+        )
+    else:
+        quality, metric = int(parts[2]), parts[3] if len(parts) == 4 else "mse"
     url = require_zoo_weights(name, quality, metric, ", or pass the file's path as --model.init")
     state = torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
     from compressai.zoo.pretrained import load_pretrained
 
-    return load_pretrained(state)
+    state = load_pretrained(state)
+    state.pop("QuantOffset", None)  # an old VBR buffer CompressAI's from_state_dict drops too
+    return state
 
 
-def require_zoo_weights(name: str, quality: int, metric: str = "mse", alternative: str = "") -> str:
+def zoo_url(name: str, quality: int | None, metric: str = "mse") -> str:
+    """URL of CompressAI zoo weights: one file per quality, or one for all levels of a
+    variable-rate model (`quality` None)."""
+    try:
+        if is_vbr_codec(name):
+            from compressai.zoo.image_vbr import model_urls
+
+            return model_urls[name][metric]
+        from compressai.zoo.image import model_urls
+
+        return model_urls[name][metric][quality]
+    except KeyError:
+        which = "" if quality is None else f" quality {quality}"
+        raise ValueError(f"the CompressAI zoo has no '{name}'{which} for '{metric}'") from None
+
+
+def require_zoo_weights(
+    name: str, quality: int | None, metric: str = "mse", alternative: str = ""
+) -> str:
     """URL of CompressAI zoo weights, once they are cached or downloadable (else the usual
     WeightsUnavailableError naming the file and the torch hub folder to put it in)."""
     needs = zoo_weight_files(name, [quality], metric)
@@ -307,19 +368,13 @@ def require_zoo_weights(name: str, quality: int, metric: str = "mse", alternativ
 
 
 def zoo_weight_files(
-    name: str, qualities: Sequence[int], metric: str = "mse"
+    name: str, qualities: Sequence[int | None], metric: str = "mse"
 ) -> list[tuple[str, str]]:
-    """(URL, who needs it) of the CompressAI zoo weights of `name` at each quality, for
-    `require_hub_files`."""
-    from compressai.zoo.image import model_urls as ZOO_URLS
-
-    needs = []
-    for quality in qualities:
-        try:
-            url = ZOO_URLS[name][metric][quality]
-        except KeyError:
-            raise ValueError(
-                f"the CompressAI zoo has no '{name}' quality {quality} for '{metric}'"
-            ) from None
-        needs.append((url, f"CompressAI '{name}' quality {quality} ({metric})"))
-    return needs
+    """(URL, who needs it) of the CompressAI zoo weights of `name` at each quality (one
+    file for all levels of a variable-rate model), for `require_hub_files`."""
+    if is_vbr_codec(name):
+        return [(zoo_url(name, None, metric), f"CompressAI '{name}' ({metric})")]
+    return [
+        (zoo_url(name, quality, metric), f"CompressAI '{name}' quality {quality} ({metric})")
+        for quality in qualities
+    ]

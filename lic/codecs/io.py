@@ -2,13 +2,18 @@
 
 Layout (all integers big-endian):
 
-    magic "LICB" | version u8 | padding u8 (version 2+) | codec-name length u8
+    magic "LICB" | version u8 | padding u8 (version 2+) | level u8 (version 4)
+    | codec-name length u8
     | codec name (UTF-8) | model fingerprint (8 bytes) | height u32 | width u32
     | shape length u32 | shape (JSON: the latent shapes compress() returned)
     | stream count u8 | per stream: length u32, bytes
     | (version 3) origin (8 bytes: device, torch and CUDA versions, system, machine)
     | check mode u8 | check count u8 | per check: CRC32 u32 of entropy parameters
     | CRC32 u32 of every byte before it
+
+Version 4 is version 3 with the rate level a variable-rate codec coded at (lic.codecs.vbr);
+it is written for those codecs only, so a fixed-rate codec's files stay version 3, byte for
+byte.
 
 The checks (lic.codecs.entropy_check) make a file that another device's arithmetic would
 decode to a silently wrong image fail instead (EntropyMismatchError, exit 1); 14 bytes for
@@ -38,6 +43,7 @@ JSON is at most 1 KB.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import json
@@ -61,6 +67,7 @@ from lic.codecs.entropy_check import (
     traced,
 )
 from lic.codecs.padding import FIELD_PADDING, PADDINGS, blocks, padding_box
+from lic.codecs.vbr import check_level, coding_at, is_variable_rate, level_count
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
 from lic.errors import InputError
@@ -69,8 +76,9 @@ if TYPE_CHECKING:
     from compressai.models import CompressionModel
 
 MAGIC = b"LICB"
-VERSION = 3
-READS = (1, 2, 3)  # version 1: no padding field (padded by `replicate`); 1-2: no checks
+VERSION = 3  # what fixed-rate codecs write
+LEVEL_VERSION = 4  # what variable-rate codecs write: version 3 and the level
+READS = (1, 2, 3, 4)  # version 1: no padding field (padded by `replicate`); 1-2: no checks
 FINGERPRINT_BYTES = 8
 MAX_SHAPE_BYTES = 1024
 RANS_WORD, RANS_FLUSH = 4, 8  # rANS streams are 32-bit words; every flush writes two
@@ -101,6 +109,7 @@ class Bitstream:
     streams: tuple[bytes, ...]
     padding: str = FIELD_PADDING
     checks: EntropyChecks | None = None  # None: a version 1 or 2 file (nothing to check)
+    level: int | None = None  # a variable-rate codec's level (version 4); None: fixed-rate
 
     @property
     def payload_bytes(self) -> int:
@@ -109,9 +118,12 @@ class Bitstream:
 
     def to_bytes(self) -> bytes:
         name, shape = self.codec.encode(), json.dumps(self.shape).encode()
+        version = VERSION if self.level is None else LEVEL_VERSION
         parts = [
             MAGIC,
-            struct.pack(">BBB", VERSION, PADDINGS.index(self.padding), len(name)),
+            struct.pack(">BB", version, PADDINGS.index(self.padding)),
+            b"" if self.level is None else struct.pack(">B", self.level),
+            struct.pack(">B", len(name)),
             name,
             self.fingerprint,
             struct.pack(">III", self.height, self.width, len(shape)),
@@ -152,6 +164,7 @@ class Bitstream:
                     "forged or from a newer lic"
                 )
             padding = PADDINGS[code]
+        level = reader.unpack(">B")[0] if version >= LEVEL_VERSION else None
         (name_len,) = reader.unpack(">B")
         codec = _text(reader.take(name_len), "codec name")
         fingerprint = reader.take(FINGERPRINT_BYTES)
@@ -166,7 +179,7 @@ class Bitstream:
         checks = _checks(reader) if version >= 3 else None
         if reader.offset != len(body):
             raise BitstreamError("trailing bytes after the last stream")
-        return cls(codec, fingerprint, height, width, shape, streams, padding, checks)
+        return cls(codec, fingerprint, height, width, shape, streams, padding, checks, level)
 
 
 def _checks(reader: _Reader) -> EntropyChecks:
@@ -291,10 +304,15 @@ def crop_image(x: Tensor, height: int, width: int, stride: int, padding: str) ->
 
 
 class BitstreamCodec:
-    """Encode images to container bytes and back with one (eval-mode, updated) codec."""
+    """Encode images to container bytes and back with one (eval-mode, updated) codec; a
+    variable-rate codec encodes at `level` (lic.codecs.vbr) and decodes at each file's."""
 
     def __init__(
-        self, model: CompressionModel, max_pixels: int | None = None, padding: str = FIELD_PADDING
+        self,
+        model: CompressionModel,
+        max_pixels: int | None = None,
+        padding: str = FIELD_PADDING,
+        level: int | None = None,
     ) -> None:
         from lic.codecs.registry import codec_stride
 
@@ -303,22 +321,42 @@ class BitstreamCodec:
         self.padding = padding
         self.model = model.eval()
         self.name = getattr(model, "codec_name", type(model).__name__)
+        self.levels = level_count(model) if is_variable_rate(model) else None
+        if level is not None and self.levels is None:
+            raise ValueError(f"level {level}: codec '{self.name}' is not variable-rate")
+        self.level = None if level is None else check_level(level, self.levels)
         self.stride = codec_stride(model)
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = max_pixels
+
+    def at_level(self, level: int) -> BitstreamCodec:
+        """This codec encoding at another level; the measured layout (the same at every
+        level) is shared, not measured again."""
+        if self.levels is None:
+            raise ValueError(f"level {level}: codec '{self.name}' is not variable-rate")
+        other = copy.copy(self)
+        other.level = check_level(level, self.levels)
+        return other
+
+    def _at(self, level: int | None) -> contextlib.AbstractContextManager[dict]:
+        """coding_at the level (a variable-rate codec's probes use level 0 when none is set)."""
+        if level is None and self.levels is not None:
+            level = 0
+        return coding_at(self.model, level)
 
     @functools.cached_property
     @torch.inference_mode()
     def layout(self) -> StreamLayout:
         """Measured once on probe images of 1x1 and 2x3 stride blocks (see StreamLayout)."""
         probes = {}
-        for rows, cols in ((1, 1), (2, 3)):
-            x = torch.full((1, 3, rows * self.stride, cols * self.stride), 0.5, device=self.device)
-            with torch.autocast(self.device.type, enabled=False):
-                probes[rows, cols] = self.model.compress(x)
-        with torch.autocast(self.device.type, enabled=False):
-            likelihoods = self.model(x[..., : self.stride, : self.stride])["likelihoods"]
-            largest = _largest_tensor(self.model, probes[2, 3]["strings"], probes[2, 3]["shape"])
+        with torch.autocast(self.device.type, enabled=False), self._at(self.level) as at:
+            for rows, cols in ((1, 1), (2, 3)):
+                size = (1, 3, rows * self.stride, cols * self.stride)
+                x = torch.full(size, 0.5, device=self.device)
+                probes[rows, cols] = self.model.compress(x, **at)
+            likelihoods = self.model(x[..., : self.stride, : self.stride], **at)["likelihoods"]
+            probe = probes[2, 3]
+            largest = _largest_tensor(self.model, probe["strings"], probe["shape"], at)
         return StreamLayout(
             len(probes[1, 1]["strings"]),
             sum(t.numel() for t in likelihoods.values()),
@@ -362,11 +400,16 @@ class BitstreamCodec:
 
     @torch.inference_mode()
     def _compress(self, x: Tensor) -> list[bytes]:
+        if self.levels is not None and self.level is None:
+            raise ValueError(
+                f"codec '{self.name}' is variable-rate: choose a level (0 to {self.levels - 1})"
+            )
         h, w = x.shape[-2:]
         with torch.autocast(self.device.type, enabled=False):  # code in fp32, always
             x = pad_image(x.to(self.device, torch.float32), self.stride, self.padding)
-            with traced(self.model, len(x), self.device) as trace, _batch_invariant(self.model):
-                out = self.model.compress(x)
+            traces = traced(self.model, len(x), self.device)
+            with self._at(self.level) as at, traces as trace, _batch_invariant(self.model):
+                out = self.model.compress(x, **at)
         origin = Origin.here(self.device)
         if any(len(group) != len(x) for group in out["strings"]):
             raise ValueError("expected one string per entropy stage and image")
@@ -387,6 +430,7 @@ class BitstreamCodec:
                 tuple(bytes(g[i]) for g in out["strings"]),
                 self.padding,
                 EntropyChecks.of_calls(trace.crcs[i], origin),
+                self.level,
             ).to_bytes()
             for i in range(len(x))
         ]
@@ -401,8 +445,22 @@ class BitstreamCodec:
                 f"bitstream encoded with another '{self.name}' checkpoint "
                 "(weights or entropy tables differ)"
             )
+        self._check_level(stream)
         self._check_size(stream)
         self._check_streams(stream)
+
+    def _check_level(self, stream: Bitstream) -> None:
+        if (stream.level is None) != (self.levels is None):
+            kind = "no level" if stream.level is None else f"level {stream.level}"
+            raise BitstreamError(
+                f"bitstream with {kind}, but codec '{self.name}' is "
+                f"{'fixed' if self.levels is None else 'variable'}-rate"
+            )
+        if stream.level is not None:
+            try:
+                check_level(stream.level, self.levels)
+            except ValueError as err:
+                raise BitstreamError(f"bitstream at {err}") from None
 
     def _check_size(self, stream: Bitstream) -> None:
         h, w, limit = stream.height, stream.width, self.max_pixels or pixel_limit()
@@ -468,7 +526,8 @@ class BitstreamCodec:
         streams = [self._parse(d) for d in data]
         groups: dict[tuple, list[int]] = {}
         for i, s in enumerate(streams):
-            key = (s.height, s.width, s.padding, json.dumps(s.shape)) if self.codes_batches else i
+            same = (s.height, s.width, s.padding, s.level, json.dumps(s.shape))
+            key = same if self.codes_batches else i
             groups.setdefault(key, []).append(i)
         images: list[Tensor] = [torch.empty(0)] * len(streams)
         for indices in groups.values():
@@ -490,8 +549,8 @@ class BitstreamCodec:
         expected = [s.checks for s in streams]
         autocast = torch.autocast(self.device.type, enabled=False)
         checked = traced(self.model, len(streams), self.device, expected)
-        with autocast, checked, _batch_invariant(self.model):
-            x_hat = self.model.decompress(strings, first.shape)["x_hat"]
+        with autocast, self._at(first.level) as at, checked, _batch_invariant(self.model):
+            x_hat = self.model.decompress(strings, first.shape, **at)["x_hat"]
         return crop_image(x_hat, first.height, first.width, self.stride, first.padding).clamp(0, 1)
 
 
@@ -521,7 +580,7 @@ def _batch_invariant(model: CompressionModel) -> Iterator[None]:
         del hyper.forward
 
 
-def _largest_tensor(model: CompressionModel, strings: list, shape: object) -> int:
+def _largest_tensor(model: CompressionModel, strings: list, shape: object, at: dict) -> int:
     """Elements of the largest tensor any module outputs while decompress() decodes."""
     largest = 0
 
@@ -532,7 +591,7 @@ def _largest_tensor(model: CompressionModel, strings: list, shape: object) -> in
 
     handles = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        model.decompress(strings, shape)
+        model.decompress(strings, shape, **at)
     finally:
         for handle in handles:
             handle.remove()

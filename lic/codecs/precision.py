@@ -13,6 +13,7 @@ import threading
 
 import torch
 from compressai.entropy_models import EntropyModel
+from compressai.entropy_models.entropy_models_vbr import EntropyModelVbr
 from torch import Tensor, nn
 
 _MARK = "_lic_full_precision"
@@ -40,7 +41,8 @@ def _autocast_restore(module: nn.Module, args: tuple, kwargs: dict, output: obje
 def keep_entropy_models_fp32(model: nn.Module) -> nn.Module:
     """Hook every entropy module of `model` (once) so it runs at full precision; in place."""
     for module in model.modules():
-        if isinstance(module, EntropyModel) and not getattr(module, _MARK, False):
+        entropy = isinstance(module, (EntropyModel, EntropyModelVbr))
+        if entropy and not getattr(module, _MARK, False):
             module.register_forward_pre_hook(_autocast_off, with_kwargs=True)
             module.register_forward_hook(_autocast_restore, with_kwargs=True, always_call=True)
             setattr(module, _MARK, True)

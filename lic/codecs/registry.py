@@ -15,6 +15,7 @@ from compressai.registry import MODELS
 from compressai.zoo.image import cfgs as ZOO_CFGS
 
 from lic.codecs.precision import keep_entropy_models_fp32
+from lic.codecs.vbr import VBR_CODECS
 
 _CODECS: dict[str, Callable[..., CompressionModel]] = {}
 
@@ -26,6 +27,7 @@ COMPRESSAI_CODECS = (
     "cheng2020-anchor",
     "cheng2020-attn",
     "elic2022-chandelier",
+    *VBR_CODECS,  # variable-rate (lic.codecs.vbr)
 )
 DEFAULT_STRIDE = 64
 
