@@ -134,6 +134,12 @@ def _add_codec_commands(sub: argparse._SubParsersAction) -> None:
                 help="zeros: centred to a multiple of 64, as CompressAI eval_model pads "
                 "(default); replicate: repeat the bottom and right edges (smaller files)",
             )
+            p.add_argument(
+                "--level",
+                type=int,
+                help="the rate level of a variable-rate codec (0: lowest rate; the file "
+                "records it)",
+            )
         _add_limits(p, "replace existing output files (atomically; inputs never)")
         p.set_defaults(run=_run_codec, parser=p)
 
@@ -151,7 +157,7 @@ def _run_codec(args: argparse.Namespace) -> int:
     suffix = ".lic" if args.command == "compress" else ".png"
     outputs = plan_outputs(args.inputs, args.out_dir, suffix, args.overwrite)
     model, info = load_checkpoint(args.ckpt, map_location=device)
-    codec = BitstreamCodec(model, padding=getattr(args, "pad", FIELD_PADDING))
+    codec = _bitstream_codec(BitstreamCodec, model, info, args)
     code_one = _compress_one if args.command == "compress" else _decompress_one
     failed = 0
     for path, out in zip(args.inputs, outputs, strict=True):
@@ -165,6 +171,22 @@ def _run_codec(args: argparse.Namespace) -> int:
             )
     print(f"{info.label()}: {len(args.inputs) - failed} done, {failed} failed")
     return 1 if failed else 0
+
+
+def _bitstream_codec(factory, model, info, args: argparse.Namespace):
+    """The codec's BitstreamCodec; compress codes a variable-rate codec at --level."""
+    from lic.errors import UsageError
+
+    level = getattr(args, "level", None)
+    if args.command == "compress" and (level is None) != (info.lambdas is None):
+        if level is None:
+            top = len(info.lambdas) - 1
+            raise UsageError(f"{args.ckpt} is variable-rate: give --level (0 to {top})")
+        raise UsageError(f"--level {level}: {args.ckpt} is a fixed-rate codec")
+    try:
+        return factory(model, padding=getattr(args, "pad", FIELD_PADDING), level=level)
+    except ValueError as err:
+        raise UsageError(f"--level: {err}") from None
 
 
 def _add_conformance(sub: argparse._SubParsersAction) -> None:

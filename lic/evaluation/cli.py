@@ -83,6 +83,14 @@ def parse_ckpt_meta(entries: list[str]) -> dict[str, list]:
     return meta
 
 
+def parse_levels(text: str) -> list[int]:
+    """'0,2,4' -> [0, 2, 4]."""
+    parts = text.split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise UsageError(f"--levels {text}: expected integers separated by commas, e.g. 0,2,4")
+    return [int(part) for part in parts]
+
+
 def _add_inputs(p: argparse.ArgumentParser) -> None:
     from lic.tasks import TASKS
 
@@ -110,6 +118,12 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
         metavar="PATH=OBJECTIVE[:LAMBDA]",
         help="objective and lambda of a --ckpt file that does not record them (an official "
         "MLIC++ .pth.tar), e.g. mlicpp_q3.pth.tar=mse:0.0067; without it the file name labels it",
+    )
+    p.add_argument(
+        "--levels",
+        metavar="L1,L2,...",
+        help="levels a variable-rate codec (e.g. bmshj2018-hyperprior-vbr) codes at, one "
+        "point of its curve each; default all",
     )
     p.add_argument(
         "--task",
@@ -290,6 +304,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         values["ckpt_meta"] = parse_ckpt_meta(args.ckpt_meta)
     if args.align is not None:
         values["align"] = args.align
+    if args.levels is not None:
+        values["levels"] = parse_levels(args.levels)
     if args.option:
         from lic.tasks.catalog import FIDELITY_METRICS
 
@@ -333,7 +349,7 @@ def evaluate(argv: list[str] | None = None) -> int:
                 "--ckpt-glob or --baselines"
             )
         for spec in (c for c in config.checkpoints if c.startswith("compressai:")):
-            parse_zoo_spec(spec)
+            parse_zoo_spec(spec, config.levels)
     except UsageError as err:
         parser.error(str(err))
     if "RANK" in os.environ and not dist.is_initialized():  # launched by torchrun

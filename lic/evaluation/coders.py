@@ -24,9 +24,10 @@ from torch import Tensor
 
 from lic.codecs.checkpoint import build_codec, read_checkpoint
 from lic.codecs.classical import classical_codec
+from lic.codecs.io import LEVEL_VERSION, crop_image, pad_image
 from lic.codecs.io import VERSION as CONTAINER_VERSION
-from lic.codecs.io import crop_image, pad_image
 from lic.codecs.padding import FIELD_PADDING, PADDINGS
+from lic.codecs.vbr import check_level, coding_at, is_vbr_codec
 from lic.data.files import sanitised
 from lic.errors import LicError, UsageError, exit_code
 from lic.losses import estimated_bits
@@ -45,12 +46,14 @@ class Bits(NamedTuple):
 
 
 class Coder(ABC):
-    """codec / objective / lambda / quality describe the curve point this coder makes."""
+    """codec / objective / lambda / quality describe the curve point this coder makes; a
+    variable-rate codec's points are its levels (`level`, also its `quality`)."""
 
     codec: str
     objective: str
     lmbda: float | None = None
     quality: int | None = None
+    level: int | None = None
     rate_source: str = "bitstream"
 
     @property
@@ -170,7 +173,9 @@ class LearnedCoder(Coder):
 
                     model = self.build()
                     if self.rate_source != "estimate":
-                        self._bitstreams = BitstreamCodec(model, padding=self.padding)
+                        self._bitstreams = BitstreamCodec(
+                            model, padding=self.padding, level=self.level
+                        )
                     self.stride, self._model = codec_stride(model), model
                 except Exception as err:
                     text = str(err) if isinstance(err, LicError) else f"{type(err).__name__}: {err}"
@@ -209,8 +214,10 @@ class LearnedCoder(Coder):
     def meta(self) -> dict:
         """With real bitstreams, the container version: cells of files written otherwise
         (version 2: no entropy checks, other scales for batch-coded images) are recomputed."""
-        container = {"container": CONTAINER_VERSION} if self.rate_source == "bitstream" else {}
-        return super().meta() | {"padding": self.padding} | container
+        version = CONTAINER_VERSION if self.level is None else LEVEL_VERSION
+        container = {"container": version} if self.rate_source == "bitstream" else {}
+        level = {} if self.level is None else {"level": self.level}
+        return super().meta() | {"padding": self.padding} | container | level
 
     def roundtrip_batch(self, images: list[Tensor]) -> list[tuple[Tensor, Bits]]:
         """Real bitstreams, one compress() and one decompress() call per image size: the
@@ -235,7 +242,8 @@ class LearnedCoder(Coder):
             data = self.bitstreams.encode(image)
             return self.bitstreams.decode(data)[0].cpu(), container_bits(data)
         device = next(self.model.parameters()).device
-        out = self.model(pad_image(image[None].to(device), self.stride, self.padding))
+        with coding_at(self.model, self.level) as at:
+            out = self.model(pad_image(image[None].to(device), self.stride, self.padding), **at)
         decoded = crop_image(out["x_hat"][0], h, w, self.stride, self.padding)
         return decoded.clamp(0, 1).cpu(), Bits(float(estimated_bits(out["likelihoods"])), None)
 
@@ -250,7 +258,9 @@ def container_bits(data: bytes) -> Bits:
 class CheckpointCoder(LearnedCoder):
     """A lic checkpoint, or a file without lic metadata (an official MLIC++ `.pth.tar`):
     then `meta` = (objective, lambda) labels it, else its file name stands for the objective.
-    The file is read (and its metadata checked) here; the codec is built on first use."""
+    The file is read (and its metadata checked) here, or `read` is its `read_checkpoint`
+    result; the codec is built on first use. A variable-rate checkpoint codes at `level`
+    (its lambda is that level's)."""
 
     def __init__(
         self,
@@ -259,15 +269,22 @@ class CheckpointCoder(LearnedCoder):
         device: str | torch.device = "cpu",
         meta: tuple[str, float | None] | None = None,
         padding: str = FIELD_PADDING,
+        level: int | None = None,
+        read: tuple | None = None,
     ) -> None:
         super().__init__(estimate_rate, device, padding)
         self.path = Path(path)
         objective, lmbda = meta or (None, None)
-        info, self._state = read_checkpoint(self.path, lmbda=lmbda, distortion=objective)
+        info, self._state = read or read_checkpoint(self.path, lmbda=lmbda, distortion=objective)
         label = sanitised(info.hparams.get("label", self.path.name))
         self.info, self.codec = info, info.codec
         self.objective = label if info.distortion is None else objective_name(info.distortion)
         self.lmbda, self.distortion = info.lmbda, info.distortion
+        if (level is None) != (info.lambdas is None):
+            raise UsageError(f"{path}: a level is for variable-rate checkpoints, each needs one")
+        if level is not None:
+            self.level = self.quality = check_level(level, len(info.lambdas))
+            self.lmbda = info.lambdas[level]
         stat = os.stat(self.path)
         identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         self._digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
@@ -278,7 +295,9 @@ class CheckpointCoder(LearnedCoder):
     @property
     def key(self) -> str:
         pad = "" if self.padding == FIELD_PADDING else f"-{self.padding}"
-        return f"{self.codec}-{self.objective}-l{self.lmbda}-{self.rate_source}{pad}-{self._digest}"
+        level = "" if self.level is None else f"-L{self.level}"
+        point = f"{self.codec}-{self.objective}-l{self.lmbda}{level}"
+        return f"{point}-{self.rate_source}{pad}-{self._digest}"
 
     def meta(self) -> dict:
         return super().meta() | {"checkpoint": str(self.path), "distortion": self.distortion}
@@ -286,7 +305,8 @@ class CheckpointCoder(LearnedCoder):
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """`compressai:NAME[:QUALITIES][:METRIC]`: a CompressAI zoo model at some qualities."""
+    """`compressai:NAME[:QUALITIES][:METRIC]`: a CompressAI zoo model at some qualities (a
+    variable-rate model: one file, at some of its levels)."""
 
     name: str
     qualities: tuple[int, ...]
@@ -295,6 +315,21 @@ class ZooEntry:
     @property
     def codec(self) -> str:
         return f"{ZOO_PREFIX}{self.name}"
+
+    @property
+    def variable_rate(self) -> bool:
+        return is_vbr_codec(self.name)
+
+
+def _zoo_points(name: str, metric: str) -> tuple[int, ...]:
+    """The qualities of a zoo model, or the levels of a variable-rate one."""
+    if is_vbr_codec(name):
+        from lic.codecs.vbr import default_lambdas
+
+        return tuple(range(len(default_lambdas(name))))
+    from compressai.zoo.image import model_urls
+
+    return tuple(sorted(model_urls[name][metric]))
 
 
 def _quality_list(text: str) -> tuple[int, ...]:
@@ -308,10 +343,13 @@ def _quality_list(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def parse_zoo_spec(spec: str) -> ZooEntry:
-    """Parse and check a zoo entry against CompressAI's own table of pretrained weights."""
-    from compressai.zoo.image import model_urls as ZOO_URLS
+def parse_zoo_spec(spec: str, levels: Sequence[int] | None = None) -> ZooEntry:
+    """Parse and check a zoo entry against CompressAI's own tables of pretrained weights; a
+    variable-rate model's QUALITIES are its levels (`levels`, then all, when not given)."""
+    from compressai.zoo.image import model_urls
+    from compressai.zoo.image_vbr import model_urls as vbr_urls
 
+    ZOO_URLS = model_urls | vbr_urls
     usage = f"expected {ZOO_PREFIX}NAME[:QUALITIES][:METRIC] (e.g. {ZOO_PREFIX}mbt2018-mean:1-8)"
     parts = spec.removeprefix(ZOO_PREFIX).split(":")
     name, rest = parts[0], parts[1:]
@@ -320,13 +358,15 @@ def parse_zoo_spec(spec: str) -> ZooEntry:
         raise UsageError(f"'{spec}': {usage}; zoo models: {', '.join(ZOO_URLS)}")
     if metric not in ZOO_URLS[name]:
         raise UsageError(f"'{spec}': {name} has metrics {', '.join(ZOO_URLS[name])}")
-    known = tuple(sorted(ZOO_URLS[name][metric]))
+    known = _zoo_points(name, metric)
+    default = tuple(levels) if levels is not None and is_vbr_codec(name) else known
     try:
-        qualities = _quality_list(rest[0]) if rest else known
+        qualities = _quality_list(rest[0]) if rest else default
     except ValueError:
         raise UsageError(f"'{spec}': bad qualities; {usage}") from None
     if not qualities or not set(qualities) <= set(known):
-        raise UsageError(f"'{spec}': {name} ({metric}) has qualities {known}")
+        what = "levels" if is_vbr_codec(name) else "qualities"
+        raise UsageError(f"'{spec}': {name} ({metric}) has {what} {known}")
     return ZooEntry(name, qualities, metric)
 
 
@@ -345,9 +385,13 @@ class ZooCoder(LearnedCoder):
         from lic.codecs.checkpoint import require_zoo_weights
 
         super().__init__(estimate_rate, device, padding)
-        require_zoo_weights(entry.name, quality, entry.metric)
+        require_zoo_weights(entry.name, None if entry.variable_rate else quality, entry.metric)
         self.entry = entry
         self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
+        if entry.variable_rate:
+            from lic.codecs.vbr import default_lambdas
+
+            self.level, self.lmbda = self.quality, default_lambdas(entry.name)[self.quality]
         self.prepare()  # here, once: a download must not happen in every worker
 
     def build(self) -> torch.nn.Module:
@@ -367,7 +411,35 @@ class ZooCoder(LearnedCoder):
     def key(self) -> str:
         name = self.codec.removeprefix(ZOO_PREFIX)
         pad = "" if self.padding == FIELD_PADDING else f"-{self.padding}"
-        return f"zoo-{name}-{self.objective}-q{self.quality}-{self.rate_source}{pad}"
+        point = f"q{self.quality}" if self.level is None else f"L{self.level}"
+        return f"zoo-{name}-{self.objective}-{point}-{self.rate_source}{pad}"
+
+
+def _checkpoint_coders(
+    path: str | Path,
+    estimate_rate: bool,
+    device: str | torch.device,
+    meta: tuple[str, float | None] | None,
+    padding: str,
+    levels: Sequence[int] | None,
+) -> list[CheckpointCoder]:
+    """One coder of a fixed-rate checkpoint; one per level of a variable-rate one (the file
+    read once)."""
+    objective, lmbda = meta or (None, None)
+    read = read_checkpoint(path, lmbda=lmbda, distortion=objective)
+    lambdas = read[0].lambdas
+    if lambdas is None:
+        return [CheckpointCoder(path, estimate_rate, device, meta, padding, read=read)]
+    chosen = range(len(lambdas)) if levels is None else levels
+    for level in chosen:
+        try:
+            check_level(level, len(lambdas))
+        except ValueError as err:
+            raise UsageError(f"--levels: {path}: {err}") from None
+    return [
+        CheckpointCoder(path, estimate_rate, device, meta, padding, level, read)
+        for level in dict.fromkeys(chosen)
+    ]
 
 
 def build_coders(
@@ -378,25 +450,28 @@ def build_coders(
     device: str | torch.device = "cpu",
     ckpt_meta: dict[str, tuple[str, float | None]] | None = None,
     padding: str = FIELD_PADDING,
+    levels: Sequence[int] | None = None,
 ) -> list[Coder]:
     """The uncompressed reference, every checkpoint or zoo entry (`compressai:...`) and every
     grid point of each classical baseline (its default grid unless `qualities` names one).
     `ckpt_meta`: (objective, lambda) of checkpoint paths that do not record them; `padding`:
-    how learned codecs pad (lic.codecs.io.PADDINGS)."""
+    how learned codecs pad (lic.codecs.io.PADDINGS); `levels`: the levels variable-rate
+    codecs code at (all when None), one point of their curve each."""
     from lic.codecs.checkpoint import zoo_weight_files
     from lic.weights import require_hub_files
 
     ckpt_meta = ckpt_meta or {}
-    zoo = [parse_zoo_spec(str(c)) for c in checkpoints if str(c).startswith(ZOO_PREFIX)]
+    zoo = [parse_zoo_spec(str(c), levels) for c in checkpoints if str(c).startswith(ZOO_PREFIX)]
     require_hub_files([f for e in zoo for f in zoo_weight_files(e.name, e.qualities, e.metric)])
     coders: list[Coder] = [Uncompressed()]
     for ckpt in checkpoints:
         if str(ckpt).startswith(ZOO_PREFIX):
-            entry = parse_zoo_spec(str(ckpt))
+            entry = parse_zoo_spec(str(ckpt), levels)
             coders += [ZooCoder(entry, q, estimate_rate, device, padding) for q in entry.qualities]
         else:
-            meta = ckpt_meta.get(str(ckpt))
-            coders.append(CheckpointCoder(ckpt, estimate_rate, device, meta, padding))
+            coders += _checkpoint_coders(
+                ckpt, estimate_rate, device, ckpt_meta.get(str(ckpt)), padding, levels
+            )
     qualities = qualities or {}
     for name in baselines:
         grid = qualities.get(name) or classical_codec(name).qualities

@@ -39,6 +39,7 @@ class EvalConfig:
     (`{jpeg: [5, 10]}`); `metric_args` the fidelity metrics' constructor arguments
     (`{mlclipsim: {pretrained: /path/clip.bin}}`); `ckpt_meta` maps a checkpoint path to
     `[objective, lambda]` for files that do not record them (official MLIC++ files).
+    `levels` are the levels variable-rate codecs code at (all when None; docs/vbr.md).
     `workers` (coding processes), `threads` (the task model's torch threads) and
     `batch_size` (images per task-model call) are numbers or `auto`
     (`lic.evaluation.parallel.plan_threads`: chosen from the cores and device).
@@ -77,6 +78,7 @@ class EvalConfig:
     task_model: str | None = None
     task_weights: str | None = None
     ckpt_meta: dict[str, list] = field(default_factory=dict)
+    levels: list[int] | None = None
     use_wandb: bool = False
     progress: bool = True
 
@@ -119,6 +121,10 @@ class EvalConfig:
         self._check_align()
         self.qualities = {name: list(grid) for name, grid in self.qualities.items()}
         self.ckpt_meta = {path: list(label) for path, label in self.ckpt_meta.items()}
+        if self.levels is not None:
+            self.levels = list(self.levels)
+            if not self.levels or any(type(v) is not int or v < 0 for v in self.levels):
+                raise UsageError(f"--levels {self.levels}: give levels as integers >= 0")
 
     def _check_align(self) -> None:
         """`--align` names full-reference metrics, for at least one machine task."""

@@ -608,6 +608,7 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
         codec_device,
         ckpt_meta,
         config.pad,
+        config.levels,
     )
     anchor_curve = resolve_anchor(config.anchor, [(c.codec, c.objective) for c in coders])
     out = Path(requested.out)
