@@ -145,6 +145,9 @@ def test_checkpoint_records_levels_and_lambdas(tmp_path):
     assert info.lmbda is None and info.hparams["levels"] == 8
     assert info.label() == "bmshj2018-hyperprior-vbr (mse, 8 levels, lambdas 0.0018 to 0.18)"
     assert model_fingerprint(loaded) == model_fingerprint(model)
+    model.lmbda = [0.001 * 2**k for k in range(8)]  # another grid survives a save and load
+    again = save_codec_checkpoint(model, tmp_path / "again.ckpt", distortion="mse")
+    assert load_checkpoint(again)[0].lmbda == model.lmbda
     ckpt = torch.load(path, weights_only=True)
     ckpt["hyper_parameters"]["lambdas"] = [0.1, 0.05]
     torch.save(ckpt, tmp_path / "bad.ckpt")
@@ -161,3 +164,18 @@ def test_zoo_init_offline_names_the_vbr_file(monkeypatch, tmp_path):
     model = create_codec("bmshj2018-hyperprior-vbr", N=192, M=320, vr_entbttlnck=True)
     with pytest.raises(WeightsUnavailableError, match="bmshj2018-hyperprior-mse-vbr-cddd26be"):
         init_codec_weights(model, "compressai:bmshj2018-hyperprior-vbr")
+
+
+def test_the_levels_hyperprior_tables_are_checked_before_decoding(monkeypatch):
+    """They are computed while coding, not stored: a decoder that computes others refuses
+    the file instead of decoding a wrong z."""
+    from lic.codecs import io
+    from lic.codecs.entropy_check import EntropyMismatchError
+
+    model, x = vbr_model(), photo_like(64, 64)
+    codec = BitstreamCodec(model, level=2)
+    data = codec.encode(x)
+    assert len(Bitstream.from_bytes(data).checks.crcs) == 2  # z tables, then y's scales
+    monkeypatch.setattr(io, "level_tables", lambda m: torch.zeros(3, 5, dtype=torch.int32))
+    with pytest.raises(EntropyMismatchError, match="entropy stage 1 differ"):
+        codec.decode(data)

@@ -280,6 +280,8 @@ def build_codec(info: CheckpointInfo, state: dict, source: str) -> CompressionMo
     check_codec_args(info.codec, info.codec_args, state, source)
     model = create_codec(info.codec, **info.codec_args)
     load_codec_state(model, state, source)
+    if info.lambdas is not None:  # the lambdas it was trained with, e.g. for `lic export`
+        model.lmbda = list(info.lambdas)
     if not entropy_tables_ready(model):
         warnings.warn(
             f"{source} has no entropy tables; computing them now. Bitstreams are only "

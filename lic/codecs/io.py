@@ -67,7 +67,7 @@ from lic.codecs.entropy_check import (
     traced,
 )
 from lic.codecs.padding import FIELD_PADDING, PADDINGS, blocks, padding_box
-from lic.codecs.vbr import check_level, coding_at, is_variable_rate, level_count
+from lic.codecs.vbr import check_level, coding_at, is_variable_rate, level_count, level_tables
 from lic.data.images import pixel_limit
 from lic.devices import free_memory
 from lic.errors import InputError
@@ -409,6 +409,7 @@ class BitstreamCodec:
             x = pad_image(x.to(self.device, torch.float32), self.stride, self.padding)
             traces = traced(self.model, len(x), self.device)
             with self._at(self.level) as at, traces as trace, _batch_invariant(self.model):
+                self._trace_level_tables(trace, len(x))
                 out = self.model.compress(x, **at)
         origin = Origin.here(self.device)
         if any(len(group) != len(x) for group in out["strings"]):
@@ -434,6 +435,13 @@ class BitstreamCodec:
             ).to_bytes()
             for i in range(len(x))
         ]
+
+    def _trace_level_tables(self, trace, images: int) -> None:
+        """A variable-rate hyperprior's tables of the level are computed while coding, not
+        read from the checkpoint: they are checked as the scales are, one CRC before all."""
+        table = level_tables(self.model)
+        if table is not None:
+            trace(table.reshape(1, -1).expand(images, -1))
 
     def check(self, stream: Bitstream) -> None:
         if stream.codec != self.name:
@@ -549,7 +557,8 @@ class BitstreamCodec:
         expected = [s.checks for s in streams]
         autocast = torch.autocast(self.device.type, enabled=False)
         checked = traced(self.model, len(streams), self.device, expected)
-        with autocast, self._at(first.level) as at, checked, _batch_invariant(self.model):
+        with autocast, self._at(first.level) as at, checked as trace, _batch_invariant(self.model):
+            self._trace_level_tables(trace, len(streams))
             x_hat = self.model.decompress(strings, first.shape, **at)["x_hat"]
         return crop_image(x_hat, first.height, first.width, self.stride, first.padding).clamp(0, 1)
 

@@ -9,7 +9,8 @@ gain-dependent step, so its entropy tables hold for one level only: `coding_at` 
 them for the level, as CompressAI's eval_model does (`update(scale=...)`), and puts the
 checkpoint's tables back afterwards, so the model's weights and fingerprint never change.
 
-Imports no CompressAI at module level: checkpoint metadata is read without it.
+Imports neither torch nor CompressAI at module level: run names and checkpoint metadata
+need neither.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 VBR_CODECS = ("bmshj2018-hyperprior-vbr", "mbt2018-mean-vbr", "mbt2018-vbr")
 STAGE = 2  # CompressAI's variable-rate code path (stage 1 codes like the fixed-rate model)
@@ -33,11 +36,15 @@ def is_vbr_codec(name: str | None) -> bool:
 
 def is_variable_rate(model: nn.Module) -> bool:
     """True for a model that codes at several levels (it has one gain per level)."""
+    import torch
+
     return isinstance(getattr(model, GAIN_KEY, None), torch.Tensor) and hasattr(model, "lmbda")
 
 
 def level_count(model_or_state: nn.Module | dict) -> int:
     """Levels of a VBR model, or of its state dict (the length of its gain vector)."""
+    import torch
+
     gain = (
         model_or_state.get(GAIN_KEY)
         if isinstance(model_or_state, dict)
@@ -93,6 +100,8 @@ def coding_at(model: nn.Module, level: int | None) -> Iterator[dict]:
     if not is_variable_rate(model):
         raise ValueError(f"level {level}: the codec is not variable-rate")
     check_level(level, level_count(model))
+    import torch
+
     if not getattr(model, "vr_entbttlnck", False):
         yield {"stage": STAGE, "s": level}
         return
@@ -108,6 +117,14 @@ def coding_at(model: nn.Module, level: int | None) -> Iterator[dict]:
     finally:
         for name, value in saved.items():
             setattr(bottleneck, name, value)
+
+
+def level_tables(model: nn.Module) -> torch.Tensor | None:
+    """The hyperprior CDF table `coding_at` computed for the level, or None when the model
+    has none that depends on the level."""
+    if not getattr(model, "vr_entbttlnck", False):
+        return None
+    return model.entropy_bottleneck._quantized_cdf
 
 
 def resize_tables(model: nn.Module, state_dict: dict) -> None:
