@@ -61,8 +61,11 @@ class RateDistortionLoss(nn.Module):
             metric = metrics.get(name) or create_metric(name, **metric_args.get(name, {}))
             self.terms[name] = MetricLoss(metric, metric_spec(name))
 
-    def forward(self, output: Mapping[str, object], target: Tensor) -> dict[str, Tensor]:
-        """Returns `loss`, `bpp`, `distortion` and one `d_<name>` entry per term."""
+    def forward(
+        self, output: Mapping[str, object], target: Tensor, lmbda: float | None = None
+    ) -> dict[str, Tensor]:
+        """Returns `loss`, `bpp`, `distortion` and one `d_<name>` entry per term; `lmbda`
+        replaces the trade-off for this call (a variable-rate codec's level)."""
         n, _, h, w = target.shape
         out = {"bpp": estimated_bpp(output["likelihoods"], n * h * w)}
         x_hat = output["x_hat"]
@@ -71,5 +74,5 @@ class RateDistortionLoss(nn.Module):
             out[f"d_{name}"] = value = term(target, x_hat).float()
             distortion = distortion + self.weights[name] * value
         out["distortion"] = distortion
-        out["loss"] = out["bpp"] + self.lmbda * distortion
+        out["loss"] = out["bpp"] + (self.lmbda if lmbda is None else lmbda) * distortion
         return out

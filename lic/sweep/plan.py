@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from lic.codecs.vbr import is_vbr_codec
 from lic.data.files import positive_number, read_json_capped, safe_name, sanitised
 from lic.errors import InputError, UsageError
 from lic.metrics.objective import objective_name
@@ -132,7 +133,9 @@ class Sweep:
 def _run_name(source: Path, configs: Sequence[Path], settings: Mapping[str, Any]) -> str:
     """The run's folder name, from parts checked to be file-name parts: a codec or objective
     such as 'x/../../y' would otherwise put a run (and its writes) outside the sweep's out."""
-    codec, distortion, lmbda = (_value(source, configs, k, settings) for k in NAME_KEYS)
+    codec, distortion = (_value(source, configs, k, settings) for k in NAME_KEYS[:2])
+    variable_rate = is_vbr_codec(codec)  # one run for all lambdas: no lambda in its name
+    lmbda = None if variable_rate else _value(source, configs, NAME_KEYS[2], settings)
     safe_name(codec, f"{source}: model.codec")
     try:
         objective = objective_name(distortion)

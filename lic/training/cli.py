@@ -1,6 +1,7 @@
 """`train.py`: LightningCLI for CodecModule + ImageDataModule, with lic's run folders and errors.
 
 Every run writes under `<trainer.default_root_dir>/<codec>_<objective>_lambda<lambda>/`
+(a variable-rate codec's: `<codec>_<objective>_vbr/`)
 (`checkpoints/`, `logs/version_N/`, `config.yaml`), so a second lambda or objective never
 overwrites the first, and re-running the same command with `--ckpt_path last` resumes it.
 """
@@ -58,9 +59,30 @@ def _require_sound_model_arguments(model: object) -> None:
             metric_spec(name)
     except (ValueError, TypeError) as err:
         raise UsageError(f"--model.distortion {_as_plain(model.distortion)!r}: {err}") from None
-    for flag, value in (("lmbda", model.lmbda), ("lr", model.lr), ("aux_lr", model.aux_lr)):
+    for flag, value in (("lr", model.lr), ("aux_lr", model.aux_lr)):
         if positive_number(value) is None:
             raise UsageError(f"--model.{flag} {value}: give a positive number")
+    _require_sound_lambdas(model.codec, model.lmbda)
+
+
+def _require_sound_lambdas(codec: str, lmbda: object) -> None:
+    """One positive lambda, or for a variable-rate codec a list of them (one per level,
+    checked against its levels when it is built) or null (the codec's own list)."""
+    from lic.codecs.vbr import is_vbr_codec
+    from lic.data.files import positive_number
+
+    if not is_vbr_codec(codec):
+        if positive_number(lmbda) is None:
+            raise UsageError(f"--model.lmbda {lmbda}: give a positive number")
+        return
+    if lmbda is None:
+        return
+    if not isinstance(lmbda, (list, tuple)) or any(positive_number(v) is None for v in lmbda):
+        raise UsageError(
+            f"--model.lmbda {lmbda}: variable-rate codec '{codec}' trains at one lambda per "
+            "level: give a list of positive numbers, e.g. [0.0018,0.0035,...], or null for "
+            "CompressAI's"
+        )
 
 
 def _require_a_checkpoint_to_resume(config: object, checkpoint_dirs: list[str]) -> None:

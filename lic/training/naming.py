@@ -1,4 +1,5 @@
-"""The run folder name of a training run (codec, objective, lambda): one home for it.
+"""The run folder name of a training run (codec, objective, lambda; a variable-rate codec's
+run has all the lambdas: `vbr`): one home for it.
 
 `lic train` (lic.training.cli) puts each run under `<default_root_dir>/<run_name>/`; `lic
 sweep` plans, skips and resumes runs by the same name. Plain Python: naming loads no torch.
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from lic.codecs.vbr import is_vbr_codec
 from lic.metrics.objective import objective_name
 
 
-def run_name(codec: str, distortion: str | Mapping[str, float], lmbda: float) -> str:
-    """Folder name of one training run: codec, objective and lambda."""
+def run_name(codec: str, distortion: str | Mapping[str, float], lmbda: object) -> str:
+    """Folder name of one training run: codec, objective and lambda (`vbr` for a
+    variable-rate codec, trained at every level's lambda)."""
+    if is_vbr_codec(codec):
+        return f"{codec}_{objective_name(distortion)}_vbr"
     return f"{codec}_{objective_name(distortion)}_lambda{lmbda:g}"
