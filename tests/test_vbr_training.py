@@ -122,3 +122,41 @@ def test_run_folder_and_sweep_have_no_lambda_axis(capsys):
     assert main(["sweep", sweep_file, "--launcher", "slurm", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "#SBATCH --array=0-5%6" in out and "6 of 6 run(s) to train" in out
+
+
+class Levels(L.Callback):
+    """The (step, level) each training batch ran at."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        point = pl_module._training_point(trainer.global_step)
+        self.seen.append((trainer.global_step, point["s"]))
+
+
+def test_a_resumed_run_trains_the_levels_the_whole_run_would(folders, tmp_path):
+    def fit(root: Path, max_steps: int, ckpt_path: str | None = None) -> Levels:
+        levels = Levels()
+        saving = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=root, save_last=True, every_n_train_steps=1
+        )
+        trainer = L.Trainer(
+            max_steps=max_steps,
+            callbacks=[saving, levels],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            limit_val_batches=0,
+        )
+        data = ImageDataModule(*map(str, folders), patch_size=64, batch_size=2, num_workers=0)
+        trainer.fit(vbr_module(), datamodule=data, ckpt_path=ckpt_path)
+        return levels
+
+    whole = fit(tmp_path / "whole", 6)
+    fit(tmp_path / "run", 3)
+    resumed = fit(tmp_path / "run", 6, ckpt_path="last")
+    assert resumed.seen == whole.seen[3:] and len({s for _, s in whole.seen}) > 1
+    _, info = load_checkpoint(tmp_path / "run" / "last.ckpt")
+    assert info.lambdas == LAMBDAS
