@@ -193,9 +193,8 @@ def hub(tmp_path, monkeypatch) -> Path:
     """An empty torch hub cache, offline."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("LIC_OFFLINE", "1")
-    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch" / "hub"))  # undone after
     yield tmp_path / "torch" / "hub" / "checkpoints"
-    torch.hub.set_dir(os.path.join(os.environ.get("TORCH_HOME", ""), "hub"))
 
 
 def test_zoo_offline_names_the_file_and_the_cache(hub, tmp_path, folder):

@@ -53,7 +53,7 @@ def compressai_cell(model, folder: Path, level: int) -> tuple[float, float]:
 def test_one_vbr_checkpoint_is_one_curve_of_compressai_cells(tmp_path, images):
     """Golden: the cells at levels 0, 3, 7 are CompressAI's own compress/decompress at those
     levels (bpp from the strings, the same decoded pixels), on one curve labelled by codec
-    and objective; lambdas are the levels'; quality holds the level."""
+    and objective; lambdas are the levels'; `level` holds the level, `quality` nothing."""
     model = vbr_model()
     ckpt = save_codec_checkpoint(model, tmp_path / "vbr.ckpt", distortion="mse")
     rows = run(
@@ -67,10 +67,11 @@ def test_one_vbr_checkpoint_is_one_curve_of_compressai_cells(tmp_path, images):
         progress=False,
     )
     cells = [r for r in rows if r["codec"] == "bmshj2018-hyperprior-vbr"]
-    assert [(r["objective"], r["quality"]) for r in cells] == [("mse", 0), ("mse", 3), ("mse", 7)]
+    assert [(r["objective"], r["level"]) for r in cells] == [("mse", 0), ("mse", 3), ("mse", 7)]
+    assert {r["quality"] for r in cells} == {None}
     assert [r["lambda"] for r in cells] == [0.0018, 0.013, 0.18]
     for row in cells:
-        bpp, psnr = compressai_cell(model, images, row["quality"])
+        bpp, psnr = compressai_cell(model, images, row["level"])
         assert row["bpp"] == pytest.approx(bpp, rel=1e-12)
         assert row["value"] == pytest.approx(psnr, abs=1e-9)
     assert cells[0]["bpp"] < cells[1]["bpp"] < cells[2]["bpp"]
@@ -97,9 +98,8 @@ def hub(tmp_path, monkeypatch) -> Path:
     """An empty torch hub cache, offline."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("LIC_OFFLINE", "1")
-    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch" / "hub"))  # undone after
     yield tmp_path / "torch" / "hub" / "checkpoints"
-    torch.hub.set_dir(os.path.join(os.environ.get("TORCH_HOME", ""), "hub"))
 
 
 def test_vbr_zoo_entry_offline_names_the_file_and_the_cache(hub):
@@ -134,7 +134,10 @@ def test_vbr_zoo_entry_loads_through_compressai_zoo(hub, tmp_path, images):
         progress=False,
     )
     zoo = [r for r in rows if r["codec"] == "compressai:bmshj2018-hyperprior-vbr"]
-    assert [(r["quality"], r["lambda"]) for r in zoo] == [(0, 0.0018), (7, 0.18)]
+    assert [(r["level"], r["quality"], r["lambda"]) for r in zoo] == [
+        (0, None, 0.0018),
+        (7, None, 0.18),
+    ]
     assert all(r["bpp"] > 0 and r["n_failed"] == 0 for r in zoo)
 
 

@@ -47,7 +47,8 @@ class Bits(NamedTuple):
 
 class Coder(ABC):
     """codec / objective / lambda / quality describe the curve point this coder makes; a
-    variable-rate codec's points are its levels (`level`, also its `quality`)."""
+    variable-rate codec's points are its levels (`level`, with the level's lambda and no
+    quality: CompressAI's fixed-rate zoo qualities 1-8 are other numbers)."""
 
     codec: str
     objective: str
@@ -283,7 +284,7 @@ class CheckpointCoder(LearnedCoder):
         if (level is None) != (info.lambdas is None):
             raise UsageError(f"{path}: a level is for variable-rate checkpoints, each needs one")
         if level is not None:
-            self.level = self.quality = check_level(level, len(info.lambdas))
+            self.level = check_level(level, len(info.lambdas))
             self.lmbda = info.lambdas[level]
         stat = os.stat(self.path)
         identity = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -388,10 +389,11 @@ class ZooCoder(LearnedCoder):
         require_zoo_weights(entry.name, None if entry.variable_rate else quality, entry.metric)
         self.entry = entry
         self.codec, self.objective, self.quality = entry.codec, entry.metric, int(quality)
-        if entry.variable_rate:
+        if entry.variable_rate:  # a point is a level and its lambda (no zoo quality)
             from lic.codecs.vbr import default_lambdas
 
-            self.level, self.lmbda = self.quality, default_lambdas(entry.name)[self.quality]
+            self.level, self.quality = self.quality, None
+            self.lmbda = default_lambdas(entry.name)[self.level]
         self.prepare()  # here, once: a download must not happen in every worker
 
     def build(self) -> torch.nn.Module:
@@ -399,8 +401,9 @@ class ZooCoder(LearnedCoder):
 
         from lic.codecs.checkpoint import entropy_tables_ready
 
+        quality = self.quality if self.level is None else 0  # (unused by the VBR zoo)
         model = image_models[self.entry.name](
-            quality=self.quality, metric=self.entry.metric, pretrained=True, progress=False
+            quality=quality, metric=self.entry.metric, pretrained=True, progress=False
         )
         model.codec_name = self.entry.name
         if not entropy_tables_ready(model):

@@ -458,6 +458,7 @@ def rows_of(cell: dict, task_metrics: Sequence[str]) -> list[ResultRow]:
             "objective": meta["objective"],
             "lambda": meta["lambda"],
             "quality": meta["quality"],
+            "level": meta.get("level"),
             "task": meta["task"],
             "weights": weights_label(meta),
             "metric": metric,

@@ -33,7 +33,8 @@ ResultRow = TypedDict(
         "codec": str,
         "objective": str,
         "lambda": "float | None",  # a learned codec's lambda (`lambda` is a keyword)
-        "quality": "int | None",  # a classical or zoo codec's quality
+        "quality": "int | None",  # a classical or fixed-rate zoo codec's quality
+        "level": "int | None",  # a variable-rate codec's level (its lambda is the level's)
         "task": str,
         "weights": str,  # the task weights' name, or `random` (lic.tasks.base.weights_label)
         "metric": str,
