@@ -110,6 +110,9 @@ def test_fit_validates_every_level_and_checkpoints_one_curve(folders, tmp_path):
 
 def test_run_folder_and_sweep_have_no_lambda_axis(capsys):
     assert run_name("mbt2018-mean-vbr", {"lpips": 500.0}, None) == "mbt2018-mean-vbr_lpips500_vbr"
+    grids = [[0.001 * k for k in range(1, 9)], [0.002 * k for k in range(1, 9)]]
+    named = {run_name("mbt2018-mean-vbr", "mse", grid) for grid in grids}
+    assert len(named) == 2 and all(n.startswith("mbt2018-mean-vbr_mse_vbr-") for n in named)
     sweep = load_sweep(ROOT / "configs" / "sweeps" / "objectives_vbr.yaml")
     names = {r.name for r in sweep.runs()}
     assert names == {
