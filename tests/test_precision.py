@@ -57,3 +57,15 @@ def test_float64_stays_float64():
     model = codec().double()
     out = model(torch.rand(1, 3, 64, 64, dtype=torch.float64))
     assert out["likelihoods"]["y"].dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior-vbr", "mbt2018-mean-vbr"])
+def test_variable_rate_likelihoods_are_float32_under_bf16_autocast(name):
+    """bf16 training of a VBR codec keeps its entropy models (the VBR bottleneck included)
+    at full precision, as for fixed-rate codecs."""
+    torch.manual_seed(0)
+    model, x = create_codec(name, N=16, M=24, vr_entbttlnck=True).train(), torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, stage=2, s=3)
+    for likelihoods in out["likelihoods"].values():
+        assert likelihoods.dtype == torch.float32 and torch.isfinite(likelihoods).all()
