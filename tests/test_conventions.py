@@ -154,7 +154,7 @@ def test_version_1_files_decode_as_replicate_and_zero_padding_is_default(weights
     # one codec decodes both kinds: the file says how it was padded
     assert torch.equal(zeros.decode(data), replicate.decode(data))
     for offset, byte, message in (
-        (4, 9, "format version 9; this lic reads versions 1, 2 and 3 (a newer lic wrote it"),
+        (4, 9, "format version 9; this lic reads versions 1, 2, 3 and 4 (a newer lic wrote it"),
         (5, 7, "padding code 7 is none of {0: 'zeros', 1: 'replicate'}: the file is forged"),
     ):
         body = bytearray(new[:-4])
