@@ -45,6 +45,15 @@ def make_mlclipsim(tiny_clip: str):
     return make
 
 
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache, offline (torch.hub's folder set back after the test)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("LIC_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch" / "hub"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
 def photo_like(height: int = 96, width: int = 128, seed: int = 0) -> torch.Tensor:
     """A deterministic (3, H, W) image with what photos have: smooth shading, hard-edged
     objects of several colours, and fine texture."""

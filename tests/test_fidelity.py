@@ -188,15 +188,6 @@ def test_zoo_specs():
             parse_zoo_spec(bad)
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
-    """An empty torch hub cache, offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("LIC_OFFLINE", "1")
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch" / "hub"))  # undone after
-    yield tmp_path / "torch" / "hub" / "checkpoints"
-
-
 def test_zoo_offline_names_the_file_and_the_cache(hub, tmp_path, folder):
     with pytest.raises(WeightsUnavailableError) as err:
         ZooCoder(parse_zoo_spec("compressai:bmshj2018-factorized:1"), 1)

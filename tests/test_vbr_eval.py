@@ -93,15 +93,6 @@ def test_a_vbr_checkpoint_gives_a_coder_per_level(tmp_path):
         config_from_args(args)
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
-    """An empty torch hub cache, offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("LIC_OFFLINE", "1")
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch" / "hub"))  # undone after
-    yield tmp_path / "torch" / "hub" / "checkpoints"
-
-
 def test_vbr_zoo_entry_offline_names_the_file_and_the_cache(hub):
     entry = parse_zoo_spec("compressai:bmshj2018-hyperprior-vbr")
     assert entry.qualities == tuple(range(8)) and entry.variable_rate
