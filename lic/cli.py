@@ -201,6 +201,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGES")
     p.add_argument("--devices", nargs="+", default=["cpu"], help="e.g. cpu cuda (default: cpu)")
     p.add_argument("--threads", nargs="+", type=_positive_int, default=[1, 2], help="default: 1 2")
+    p.add_argument("--level", type=int, help="the level a variable-rate codec codes at")
     p.set_defaults(run=_run_conformance, parser=p)
 
 
@@ -212,7 +213,19 @@ def _run_conformance(args: argparse.Namespace) -> int:
     settings = settings_of(args.devices, args.threads)
     images = [load_image(path) for path in args.images]
     model, info = load_checkpoint(args.ckpt)
-    matrix = conformance(model, images, settings)
+    if (args.level is None) != (info.lambdas is None):
+        if args.level is None:
+            top = len(info.lambdas) - 1
+            raise UsageError(f"{args.ckpt} is variable-rate: give --level (0 to {top})")
+        raise UsageError(f"--level {args.level}: {args.ckpt} is a fixed-rate codec")
+    if args.level is not None:
+        from lic.codecs.vbr import check_level
+
+        try:
+            check_level(args.level, len(info.lambdas))
+        except ValueError as err:
+            raise UsageError(f"--level: {err}") from None
+    matrix = conformance(model, images, settings, args.level)
     labels = [s.label for s in settings]
     print(f"{info.label()}: {len(images)} image(s); rows encoded on, columns decoded on")
     _print_aligned([{"encoded on": e} | {d: matrix[(e, d)].text() for d in labels} for e in labels])

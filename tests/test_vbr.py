@@ -179,3 +179,19 @@ def test_the_levels_hyperprior_tables_are_checked_before_decoding(monkeypatch):
     monkeypatch.setattr(io, "level_tables", lambda m: torch.zeros(3, 5, dtype=torch.int32))
     with pytest.raises(EntropyMismatchError, match="entropy stage 1 differ"):
         codec.decode(data)
+
+
+def test_lic_conformance_of_a_vbr_checkpoint_codes_at_the_level_given(tmp_path, capsys):
+    from conftest import save_rgb
+
+    from lic.cli import main
+
+    ckpt = save_codec_checkpoint(vbr_model(), tmp_path / "vbr.ckpt", distortion="mse")
+    image = save_rgb(tmp_path / "a.png", photo_like(64, 64, seed=1))
+    argv = ["conformance", "--ckpt", str(ckpt), str(image), "--threads", "1", "2"]
+    assert main([*argv, "--level", "2"]) == 0
+    assert "1 identical" in capsys.readouterr().out  # one image, each pair identical
+    assert main(argv) == 2
+    assert "is variable-rate: give --level (0 to 7)" in capsys.readouterr().err
+    assert main([*argv, "--level", "9"]) == 2
+    assert "levels 0 to 7" in capsys.readouterr().err

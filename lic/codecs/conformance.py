@@ -60,25 +60,29 @@ def _pixels(image: Tensor) -> Tensor:
     return (image.detach().float().cpu() * 255).round().to(torch.int16)
 
 
-def _under(setting: Setting, model: torch.nn.Module) -> BitstreamCodec:
+def _under(setting: Setting, model: torch.nn.Module, level: int | None) -> BitstreamCodec:
     torch.set_num_threads(setting.threads)
-    return BitstreamCodec(model.to(setting.device))
+    return BitstreamCodec(model.to(setting.device), level=level)
 
 
 def conformance(
-    model: torch.nn.Module, images: Sequence[Tensor], settings: Sequence[Setting]
+    model: torch.nn.Module,
+    images: Sequence[Tensor],
+    settings: Sequence[Setting],
+    level: int | None = None,
 ) -> dict[tuple[str, str], Cell]:
-    """(encoded on, decoded on) -> Cell, for every pair of `settings` (labels)."""
+    """(encoded on, decoded on) -> Cell, for every pair of `settings` (labels); a
+    variable-rate model codes at `level`."""
     threads = torch.get_num_threads()
     try:
         files, reference = {}, {}
         for setting in settings:
-            codec = _under(setting, model)
+            codec = _under(setting, model, level)
             files[setting] = [codec.encode(image) for image in images]
             reference[setting] = [_pixels(codec.decode(data)) for data in files[setting]]
         matrix = {}
         for decoder in settings:
-            codec = _under(decoder, model)
+            codec = _under(decoder, model, level)
             for encoder in settings:
                 cell = matrix[(encoder.label, decoder.label)] = Cell()
                 for data, expected in zip(files[encoder], reference[encoder], strict=True):
