@@ -45,9 +45,9 @@ def read_per_image(path: Path) -> list[dict]:
 
 
 def run_align(args: argparse.Namespace) -> int:
-    from lic.evaluation.alignment import align_column
     from lic.evaluation.alignment_report import networks_note, write_alignment
     from lic.evaluation.config import CONFIG_NAME, EvalConfig
+    from lic.evaluation.per_image import align_column
     from lic.metrics.registry import list_metrics
     from lic.tasks import TASKS
 

@@ -26,7 +26,7 @@ from lic.evaluation.alignment import REFERENCE
 from lic.evaluation.references import ReferenceStore
 from lic.metrics import metric_spec
 from lic.tasks.base import Task
-from lic.tasks.fidelity import build_metrics
+from lic.tasks.fidelity import build_metrics, featured_metrics, reference_features
 from lic.weights import random_weights
 
 CLIP_TOWER, CLIP_TAG = "ViT-B-32", "openai"
@@ -45,7 +45,8 @@ def align_metric_names(names: Sequence[str]) -> list[str]:
 
 class AlignScorer:
     """The `--align` metrics, built once per run (pretrained, or random for `weights`
-    'none'), scoring (input, decoded) pairs image by image on their device."""
+    'none'), scoring (input, decoded) pairs on their device, the pairs of one size in one
+    batch."""
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class AlignScorer:
         self.metric_args = {n: dict(a) for n, a in (metric_args or {}).items() if n in self.names}
         tag = "none" if self.random else CLIP_TAG
         self.nets = build_metrics(self.names, CLIP_TOWER, tag, self.metric_args)
-        self.featured = [n for n, net in self.nets.items() if hasattr(net, "reference_features")]
+        self.featured = featured_metrics(self.nets)
 
     def identity(self) -> dict[str, dict]:
         """Per metric, what its values depend on besides the images (a stored value is
@@ -69,13 +70,6 @@ class AlignScorer:
     def to(self, device: torch.device) -> AlignScorer:
         self.nets.to(device)
         return self
-
-    def reference_features(self, inputs: Sequence[Tensor]) -> list[dict]:
-        """Per input image, {metric: features} of the metrics that score against them."""
-        return [
-            {n: self.nets[n].reference_features(x[None].float())[0] for n in self.featured}
-            for x in inputs
-        ]
 
     def score(
         self, inputs: Sequence[Tensor], decoded: Sequence[Tensor], features: Sequence[Mapping]
@@ -133,7 +127,7 @@ class TaskAligner:
             features = []
             for x, key in zip(inputs, keys, strict=True):
                 if key not in self.store:
-                    [computed] = self.scorer.reference_features([x.to(device)])
+                    [computed] = reference_features(self.scorer.nets, [x.to(device)])
                     self.store.add(key, computed)
                     features.append(computed)
                 else:

@@ -34,6 +34,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from lic.evaluation.bootstrap import LEVEL, draw_blocks, interval
+from lic.evaluation.per_image import LABELS, align_column
 from lic.metrics.registry import metric_info
 
 STATISTICS = ("2afc", "srcc", "srcc_given_bpp", "krcc")
@@ -60,12 +61,6 @@ COLUMNS = [
     "resamples",
     "weights",
 ]
-CELL_LABELS = ("codec", "objective", "lambda", "quality")
-
-
-def align_column(metric: str) -> str:
-    """per_image.csv's column of an `--align` metric."""
-    return f"align_{metric}"
 
 
 @dataclass
@@ -92,14 +87,15 @@ def gather(
 ) -> TaskValues:
     """The coded cells' rows of `task` as arrays (the uncompressed cell left out)."""
     rows = [r for r in rows if r["task"] == task and r["codec"] != "uncompressed"]
+    labels = [tuple(str(r[k]) for k in LABELS) for r in rows]  # the cell of each row
     images = list(dict.fromkeys(str(r["image"]) for r in rows))
-    cells = list(dict.fromkeys(tuple(str(r[k]) for k in CELL_LABELS) for r in rows))
+    cells = list(dict.fromkeys(labels))
     column = {image: i for i, image in enumerate(images)}
     row_of = {cell: c for c, cell in enumerate(cells)}
-    names = {**{n: n for n in outcomes}, **{align_column(m): align_column(m) for m in metrics}}
-    arrays = {name: np.full((len(cells), len(images)), math.nan) for name in [*names, "bpp"]}
-    for r in rows:
-        c, i = row_of[tuple(str(r[k]) for k in CELL_LABELS)], column[str(r["image"])]
+    names = [*outcomes, *(align_column(m) for m in metrics), "bpp"]
+    arrays = {name: np.full((len(cells), len(images)), math.nan) for name in names}
+    for r, cell in zip(rows, labels, strict=True):
+        c, i = row_of[cell], column[str(r["image"])]
         for name in arrays:
             arrays[name][c, i] = _number(r.get(name))
     sign = {n: -1.0 if metric_info(n).lower_better else 1.0 for n in [*outcomes, *metrics]}
@@ -261,7 +257,7 @@ def alignment(
     """alignment.csv's rows: per task of `outcomes` (task -> its outcome columns) found in
     the per-image `rows`, every outcome x `metrics` x STATISTICS with intervals over
     `resamples` resamples of the images; `weights` says what the metrics' networks were
-    (e.g. "random: format check only")."""
+    (`alignment_report.networks_note`)."""
     out = []
     tasks = dict.fromkeys(r["task"] for r in rows if r["task"] in outcomes)
     for task in tasks:

@@ -60,10 +60,19 @@ def alignment_markdown(rows: Sequence[Mapping]) -> str:
 
 
 def _value(row: Mapping, name: str = "value") -> str:
-    """A value (or its `vs_psnr` difference) with its interval, three digits."""
+    """A value (or its `vs_psnr` difference, signed) with its interval, two decimals."""
     low, high = ("ci_low", "ci_high") if name == "value" else (f"{name}_ci_low", f"{name}_ci_high")
     text = with_interval(row[name], row[low], row[high], 2)
     return f"+{text}" if name != "value" and row[name] > 0 else text
+
+
+def _bar(row: Mapping, end: str) -> float:
+    """Length of an error bar from the value to the interval's `end` (ci_low or ci_high):
+    0 without an interval, or when the value lies beyond that end."""
+    bound = row[end]
+    if not math.isfinite(bound):
+        return 0.0
+    return max(0.0, row["value"] - bound if end == "ci_low" else bound - row["value"])
 
 
 def plot_alignment(out: Path, rows: Sequence[Mapping]) -> list[Path]:
@@ -85,14 +94,8 @@ def plot_alignment(out: Path, rows: Sequence[Mapping]) -> list[Path]:
             values = {r["metric"]: r for r in here if r["outcome"] == outcome}
             x = [i + (k - (len(outcomes) - 1) / 2) * width for i in range(len(metrics))]
             y = [values[m]["value"] for m in metrics]
-            errors = [
-                [max(0.0, v - values[m]["ci_low"]) if math.isfinite(values[m]["ci_low"]) else 0.0
-                 for m, v in zip(metrics, y, strict=True)],
-                [max(0.0, values[m]["ci_high"] - v) if math.isfinite(values[m]["ci_high"]) else 0.0
-                 for m, v in zip(metrics, y, strict=True)],
-            ]  # fmt: skip
-            label = metric_info(outcome).display
-            ax.bar(x, y, width, yerr=errors, capsize=3, label=label)
+            errors = [[_bar(values[m], end) for m in metrics] for end in ("ci_low", "ci_high")]
+            ax.bar(x, y, width, yerr=errors, capsize=3, label=metric_info(outcome).display)
         ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance")
         ax.set_xticks(range(len(metrics)), [metric_info(m).display for m in metrics])
         ax.set_ylim(0, 1)

@@ -105,6 +105,11 @@ class AlignValues:
         return cls(values, {str(k): dict(v) for k, v in data.get("identity", {}).items()})
 
 
+def align_column(metric: str) -> str:
+    """per_image.csv's column of an `--align` metric."""
+    return f"align_{metric}"
+
+
 def images_path(cell_path: Path) -> Path:
     return cell_path.with_name(cell_path.stem + ".images.json.gz")
 
@@ -173,7 +178,7 @@ def per_image_rows(
             "bpp_file": rates.bpp_file.get(image),
             "pixels": rates.pixels.get(image),
             **{name: float(values[i]) for name, values in columns.items()},
-            **{f"align_{name}": values.get(image) for name, values in align.items()},
+            **{align_column(name): values.get(image) for name, values in align.items()},
         }
         for i, image in enumerate(accumulator.image_ids())
     ]

@@ -866,7 +866,8 @@ def log_cell(task_name: str, key: str, result: CellResult) -> None:
     rate = f"{result.bpp:.4f} bpp" if result.bpp is not None else "uncompressed"
     values = ", ".join(f"{name} {value:.4g}" for name, value in result.metrics.items())
     images = result.n_images + len(result.failures)
-    speed = "known values, not computed" if result.known else f"{images / result.seconds:.1f} img/s"
+    rate_of = images / max(result.seconds, 1e-9)
+    speed = "known values, not computed" if result.known else f"{rate_of:.1f} img/s"
     log.info(
         "%s %s: %s, %s; %d images (%d failed), %s",
         task_name,

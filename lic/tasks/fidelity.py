@@ -63,6 +63,18 @@ def build_metrics(
         )
 
 
+def featured_metrics(nets: nn.ModuleDict) -> list[str]:
+    """The metrics of `nets` that score against reference-side features (ML-CLIPSim, CLIP
+    cosine): computed once per reference image and kept (OUT/references)."""
+    return [n for n, net in nets.items() if hasattr(net, "reference_features")]
+
+
+def reference_features(nets: nn.ModuleDict, images: Sequence[Tensor]) -> list[dict]:
+    """Per reference image (3, H, W), {metric: its features} of the featured metrics."""
+    featured = featured_metrics(nets)
+    return [{n: nets[n].reference_features(x[None].float())[0] for n in featured} for x in images]
+
+
 class FidelityAccumulator(PerImageAccumulator):
     """Per-image scores; a metric is their mean over images (its dB form taken from the
     mean), so per_image.csv's columns average to the curve values."""
@@ -154,7 +166,7 @@ class FidelityTask(Task):
     @property
     def featured(self) -> list[str]:
         """The metrics that score against reference-side features (ML-CLIPSim, clip_global)."""
-        return [n for n, net in self._nets.items() if hasattr(net, "reference_features")]
+        return featured_metrics(self._nets)
 
     @property
     def uses_reference(self) -> bool:
@@ -168,10 +180,7 @@ class FidelityTask(Task):
 
     def reference_outputs(self, model: nn.Module, originals: list[Tensor]) -> list[dict]:
         """Per original: {metric: features} of the metrics that score against features."""
-        return [
-            {name: model[name].reference_features(x[None].float())[0] for name in self.featured}
-            for x in originals
-        ]
+        return reference_features(model, originals)
 
     def reference_identity(self) -> dict:
         """The tower (open_clip name and tag: not a torchvision model) and the options of
