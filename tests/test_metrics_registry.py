@@ -67,6 +67,34 @@ def test_ms_ssim(pair):
         metric(x[..., :100, :], y[..., :100, :])
 
 
+@pytest.mark.parametrize(
+    ("shape", "dtype", "data_range"),
+    [((2, 3, 176, 192), torch.float32, 1.0), ((1, 3, 161, 227), torch.float64, 255.0)],
+)
+def test_ms_ssim_is_pytorch_msssims_in_value_and_gradient(shape, dtype, data_range):
+    """CompressAI reports pytorch_msssim's MS-SSIM; lic's faster one must be the same
+    function: odd sides (padded pooling), the smallest side allowed, 0..255 and float64."""
+    from pytorch_msssim import ms_ssim
+
+    x = photo_like(*shape[-2:])[None].repeat(shape[0], 1, 1, 1).to(dtype) * data_range
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    y = (x + 0.05 * data_range * noise).clamp(0, data_range).requires_grad_()
+    y_ref = y.detach().clone().requires_grad_()
+    metric = create_metric("ms_ssim", data_range=data_range).to(dtype)
+    ours, theirs = metric(x, y), ms_ssim(x, y_ref, data_range=data_range, size_average=False)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=tolerance)
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(y.grad, y_ref.grad, rtol=1e-4, atol=tolerance)
+
+
+def test_ms_ssim_golden(pair):
+    """pytorch_msssim 1.0.0 gives 0.980596125125885 and 0.8191210627555847 on this pair."""
+    expected = [0.980596125125885, 0.8191210627555847]
+    assert create_metric("ms_ssim")(*pair).tolist() == pytest.approx(expected, abs=2e-7)
+
+
 def test_lpips_random_init_is_a_frozen_distance(pair):
     x, y = pair
     torch.manual_seed(0)
