@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import photo_like, save_rgb
+from conftest import photo_like, save_rgb, write_codec_checkpoint
 from PIL import Image
 from pytorch_msssim import ms_ssim
 
@@ -400,3 +400,27 @@ def test_reference_identity_names_an_open_clip_tower_and_its_tag(folder, tiny_cl
     assert identity["features"] == {"mlclipsim": {}}
     task.metric_args = {"mlclipsim": {"layers": [1, 3]}}
     assert task.reference_identity()["features"] == {"mlclipsim": {"layers": [1, 3]}}
+
+
+def test_the_coding_thread_gives_a_coding_process_numbers(folder, tmp_path, monkeypatch):
+    """On 2 cores `auto` codes PSNR/MS-SSIM runs in a thread (one torch thread, as a worker
+    process codes): every bitstream and score is the process layout's, to the bit."""
+    from lic.evaluation import parallel, rate_task
+
+    threads, coded_in_thread = [], rate_task.coded_in_thread
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(
+        rate_task, "coded_in_thread", lambda b: threads.append(1) or coded_in_thread(b)
+    )
+    ckpt = write_codec_checkpoint(tmp_path / "codec.ckpt", seed=0)
+    per_image = {}
+    for workers in ("auto", 1):
+        out = tmp_path / str(workers)
+        run(checkpoints=[str(ckpt)], tasks=["fidelity"], data_roots={"fidelity": str(folder)},
+            out=out, workers=workers, device="cpu", progress=False, metrics=["psnr", "ms_ssim"],
+            bootstrap=0)  # fmt: skip
+        per_image[workers] = [
+            {k: v for k, v in r.items() if k != "seconds"} for r in read_per_image(out)
+        ]
+    assert threads == [1]  # auto: the thread; workers=1: the process
+    assert per_image["auto"] == per_image[1] and len(per_image[1]) == 2 * len(SIZES)

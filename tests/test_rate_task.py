@@ -544,3 +544,34 @@ def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_
     for key, value in aligned[0].items():  # batches differ: float rounding
         assert float(value or "nan") == pytest.approx(float(aligned[1][key] or "nan"), nan_ok=True)
         assert (value != "") == (key[0] != "uncompressed")
+
+
+def test_coded_in_thread_keeps_order_raises_errors_and_ends_when_left():
+    import threading
+
+    from lic.evaluation.rate_task import coded_in_thread
+
+    seen = []
+
+    def batches(n, fail_at=None):
+        for k in range(n):
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            if k == fail_at:
+                raise OSError(f"image {k} unreadable")
+            yield [k]
+
+    caller_threads = torch.get_num_threads()
+    assert list(coded_in_thread(batches(5))) == [[k] for k in range(5)]
+    assert set(seen) == {("lic-coding", 1)}  # a thread coding as a worker process does
+    assert torch.get_num_threads() == caller_threads  # the caller's own setting
+    stream = coded_in_thread(batches(5, fail_at=2))
+    assert next(stream) == [0]
+    with pytest.raises(OSError, match="image 2 unreadable"):
+        list(stream)
+    left = coded_in_thread(batches(100))
+    assert next(left) == [0]
+    left.close()  # a caller that stops early: the thread stops too
+    for thread in threading.enumerate():
+        if thread.name == "lic-coding":
+            thread.join(timeout=5)
+            assert not thread.is_alive()

@@ -15,6 +15,7 @@ from conftest import photo_like, save_rgb, write_codec_checkpoint
 from lic.data.files import file_digest
 from lic.evaluation import run
 from lic.evaluation.references import ReferenceStore
+from lic.tasks import create_task
 from lic.tasks.classification import ConsistencyTask
 
 N_IMAGES = 3
@@ -118,6 +119,21 @@ def test_thread_plans_split_the_cores_between_model_and_coders():
     assert plan_threads("auto", "auto", "cuda", cores=16) == ThreadPlan(8, 8, batch_size=16)
     assert plan_threads("auto", "auto", "cuda", cores=2) == ThreadPlan(1, 1, batch_size=16)
     assert plan_threads(0, 3, "cpu", cores=2, batch_size=4) == ThreadPlan(0, 3, batch_size=4)
+
+
+def test_a_light_task_with_one_coding_stream_codes_in_a_thread():
+    from lic.evaluation.parallel import task_workers
+
+    assert task_workers(1, "cpu", light_model=True) == 0  # PSNR/MS-SSIM on a small CPU
+    assert task_workers(1, "cpu", light_model=False) == 1  # ResNet-50: the process wins
+    assert task_workers(4, "cpu", light_model=True) == 4  # several streams need processes
+    assert task_workers(1, "cuda", light_model=True) == 1
+    light = create_task("fidelity", ".", metrics=["psnr", "ms_ssim"])
+    assert (
+        light.light_model
+        and not create_task("fidelity", ".", metrics=["lpips"], weights="none").light_model
+    )
+    assert not ConsistencyTask(".", weights="none").light_model
 
 
 @pytest.mark.parametrize(

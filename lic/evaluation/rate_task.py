@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,7 +47,7 @@ from lic.evaluation.bootstrap import add_intervals
 from lic.evaluation.coders import Bits, Coder, CoderSetupError, Uncompressed, build_coders
 from lic.evaluation.config import CONFIG_NAME, EvalConfig
 from lic.evaluation.curves import PUBLISHED
-from lic.evaluation.parallel import AUTO, plan_threads, worker_threads
+from lic.evaluation.parallel import AUTO, plan_threads, task_workers, worker_threads
 from lic.evaluation.per_image import (
     AlignValues,
     ImageRates,
@@ -232,6 +233,41 @@ def code_on_device(coder: Coder, items: list[Coded], device: torch.device) -> No
             item.image, item.bits = image, bits
 
 
+def coded_in_thread(batches: Iterator[list[Coded]], ahead: int = 1) -> Iterator[list[Coded]]:
+    """`batches`, loaded and coded in a thread of this process (one torch thread, as a
+    worker process codes) up to `ahead` batches before the caller asks: coding overlaps the
+    task model as with a worker process, without a second interpreter's memory. Errors are
+    raised here; a caller that stops early frees the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def produce() -> None:
+        torch.set_num_threads(1)  # this thread's own setting: the caller's is unchanged
+        try:
+            for batch in batches:
+                ready.put((batch, None))
+                if stop.is_set():
+                    return
+            ready.put((None, None))
+        except BaseException as err:  # re-raised in the caller
+            ready.put((None, err))
+
+    threading.Thread(target=produce, name="lic-coding", daemon=True).start()
+    try:
+        while True:
+            batch, err = ready.get()
+            if err is not None:
+                raise err
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblocks a waiting put; the thread then sees `stop`
+                ready.get_nowait()
+
+
 def _as_list(batch: list[Coded]) -> list[Coded]:
     return batch
 
@@ -352,7 +388,7 @@ def evaluate_cells(
         worker_init_fn=start_worker,
         pin_memory=device.type == "cuda",
     )
-    batches = iter(loader)  # the workers start now
+    batches = iter(loader) if workers else coded_in_thread(iter(loader))  # coding starts
     if not isinstance(model, torch.nn.Module):
         model = model()
     for coder in coders:
@@ -619,7 +655,8 @@ def run(config: EvalConfig | None = None, **options: Any) -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
-        cells = evaluate_tasks(config, coders, device, out, requested.batch_size == AUTO)
+        auto = frozenset(k for k in ("batch_size", "workers") if getattr(requested, k) == AUTO)
+        cells = evaluate_tasks(config, coders, device, out, auto)
     except BaseException:
         remove_unless_used(out, created)  # a task refused its data or weights
         raise
@@ -706,7 +743,7 @@ def evaluate_tasks(
     coders: Sequence[Coder],
     device: torch.device,
     out: Path,
-    auto_batch: bool = False,
+    auto: frozenset[str] = frozenset(),
 ) -> list[tuple[dict, tuple[str, ...]]]:
     """Every (coder, task) cell with its task's metrics, in coder order, task after task
     (`evaluate_task`); the `--align` metrics are built once for every machine task."""
@@ -736,7 +773,7 @@ def evaluate_tasks(
                 scorer = AlignScorer(config.align, config.task_weights, config.metric_args)
                 scorer.to(device)
             aligner = TaskAligner(scorer, task, out / "references", device)
-        cells += evaluate_task(config, task, coders, device, out, auto_batch, aligner)
+        cells += evaluate_task(config, task, coders, device, out, auto, aligner)
     return cells
 
 
@@ -746,13 +783,13 @@ def evaluate_task(
     coders: Sequence[Coder],
     device: torch.device,
     out: Path,
-    auto_batch: bool = False,
+    auto: frozenset[str] = frozenset(),
     aligner: TaskAligner | None = None,
 ) -> list[tuple[dict, tuple[str, ...]]]:
     """The cells of one task: finished cells are read, the others evaluated in one stream
-    (the uncompressed cell first) and each written as soon as it is done. `auto_batch`:
-    --batch-size was auto, so the task's own CPU batch size (`Task.cpu_batch`) applies on
-    the CPU."""
+    (the uncompressed cell first) and each written as soon as it is done. `auto`: the
+    options given as auto, resolved here for the task: on the CPU its own batch size
+    (`Task.cpu_batch`), its coding layout (`parallel.task_workers`)."""
     references = None
     if task.uses_reference:
         identity = task.reference_identity() | {"device": device.type}
@@ -770,10 +807,12 @@ def evaluate_task(
         done[coder.key] = write_cell(task, coder, result, paths[coder.key], *stores)
     pending = [c for c in pending if c.key not in done]
     model = functools.partial(task.build_model, device)
-    batch_size = config.batch_size
-    if auto_batch and device.type == "cpu" and task.cpu_batch:
+    batch_size, workers = config.batch_size, config.workers
+    if "batch_size" in auto and device.type == "cpu" and task.cpu_batch:
         batch_size = task.cpu_batch
-    options = (batch_size, config.workers, config.progress, config.coding, references, aligner)
+    if "workers" in auto:
+        workers = task_workers(workers, device.type, task.light_model)
+    options = (batch_size, workers, config.progress, config.coding, references, aligner)
     if pending:  # (the stream builds the model even for no cell)
         results = evaluate_cells(task, pending, model, device, *options)
         for coder, result in zip(pending, results, strict=True):

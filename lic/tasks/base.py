@@ -186,6 +186,9 @@ class Task(ABC):
     protocols: tuple[str, ...] = ()  # answer protocols a task offers (SEED-Bench), first default
     cpu_batch: int | None = None
     """Images per model call on the CPU with --batch-size auto (None: the harness's)."""
+    light_model: bool = False
+    """Its model costs little next to coding an image (PSNR, MS-SSIM): with one coding
+    stream `lic eval` codes in a thread rather than a process (`parallel.task_workers`)."""
     outcomes: tuple[str, ...] = ()
     """Per-image columns (`Accumulator.per_image`) that say what the model kept of each
     decoded image: what metric-task alignment (`lic eval --align`) asks a metric to predict.

@@ -107,8 +107,8 @@ class FidelityTask(Task):
     default_model = "ViT-B-32"  # ML-CLIPSim's tower
     default_weights = "openai"
     metric_choices = METRICS
-    cpu_batch = 2  # scored image by image: larger batches only hold more images (measured:
-    # 24 Kodak images, 2 cores, batch 2 vs 8: 150 MB less summed memory, no slower)
+    cpu_batch = 1  # scored image by image: larger batches only hold more images (24 Kodak
+    # images, 2 cores: batch 2 vs 8 150 MB less summed memory; 1 vs 2 35 MB less, as fast)
 
     def __init__(
         self,
@@ -220,6 +220,11 @@ class FidelityTask(Task):
         """Whether a chosen metric runs networks (LPIPS, ML-CLIPSim): PSNR and MS-SSIM are
         the same numbers whatever the model and weights options say."""
         return any(metric_spec(name).weights for name in self.chosen)
+
+    @property
+    def light_model(self) -> bool:
+        """PSNR and MS-SSIM only: scoring costs a fraction of coding."""
+        return not self.networks
 
     @property
     def random_weights(self) -> bool:
