@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,33 +35,42 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
+def prepare(work: Path, compressai_train: Path) -> Callable[[int], dict[str, float]]:
+    """Put the images in `work`; return what times round k: seconds of each side."""
+    photos = sorted((ROOT / "data" / "demo" / "train").glob("*.png"))
+    for split, files in (("train", photos[:8]), ("test", photos[8:9])):
+        (work / "data" / split).mkdir(parents=True)
+        for path in files:
+            shutil.copy(path, work / "data" / split / path.name)
+    theirs = [sys.executable, str(compressai_train.resolve()), "-d", str(work / "data")]
+    theirs += ["-m", "bmshj2018-hyperprior", "-e", "1", "--batch-size", "8"]
+    theirs += ["--test-batch-size", "1", "--patch-size", "192", "192", "-n", "2"]
+    ours = ["lic", "train", "fit", "--config", str(ROOT / "configs" / "demo.yaml")]
+    ours += ["--model.codec_args", "{N: 128, M: 192}", "--trainer.max_steps", "1"]
+    ours += ["--trainer.limit_val_batches", "0", "--data.train_dir", str(work / "data" / "train")]
+
+    def one_round(k: int) -> dict[str, float]:
+        run = work / f"run{k}"
+        run.mkdir()
+        root = ["--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir"]
+        return {"lic train": timed([*ours, *root, str(run)], run), "train.py": timed(theirs, run)}
+
+    return one_round
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compressai-train", required=True, type=Path)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--busy", action="store_true", help="one CPU-bound process alongside")
     args = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="train_launch_"))
-    photos = sorted((ROOT / "data" / "demo" / "train").glob("*.png"))
-    for split, files in (("train", photos[:8]), ("test", photos[8:9])):
-        (work / "data" / split).mkdir(parents=True)
-        for path in files:
-            shutil.copy(path, work / "data" / split / path.name)
-    theirs = [sys.executable, str(args.compressai_train.resolve()), "-d", str(work / "data")]
-    theirs += ["-m", "bmshj2018-hyperprior", "-e", "1", "--batch-size", "8"]
-    theirs += ["--test-batch-size", "1", "--patch-size", "192", "192", "-n", "2"]
-    ours = ["lic", "train", "fit", "--config", str(ROOT / "configs" / "demo.yaml")]
-    ours += ["--model.codec_args", "{N: 128, M: 192}", "--trainer.max_steps", "1"]
-    ours += ["--trainer.limit_val_batches", "0", "--data.train_dir", str(work / "data" / "train")]
+    one_round = prepare(Path(tempfile.mkdtemp(prefix="train_launch_")), args.compressai_train)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
-    times: dict[str, list[float]] = {"lic": [], "compressai": []}
+    times: dict[str, list[float]] = {"lic train": [], "train.py": []}
     try:
         for k in range(args.rounds):
-            run = work / f"run{k}"
-            run.mkdir()
-            root = ["--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir"]
-            times["lic"].append(timed([*ours, *root, str(run)], run))
-            times["compressai"].append(timed(theirs, run))
+            for name, seconds in one_round(k).items():
+                times[name].append(seconds)
     finally:
         if busy:
             busy.kill()
@@ -69,7 +79,7 @@ def main() -> None:
     median = {name: statistics.median(values) for name, values in times.items()}
     for name, seconds in median.items():
         print(f"{name:12} {seconds:6.2f} s  {times[name]}")
-    print(f"lic / compressai {median['lic'] / median['compressai']:.2f}x")
+    print(f"lic / compressai {median['lic train'] / median['train.py']:.2f}x")
 
 
 if __name__ == "__main__":

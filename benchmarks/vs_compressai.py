@@ -2,7 +2,7 @@
 wall time, summed peak memory, and the numbers (which must agree).
 
     python benchmarks/vs_compressai.py --images KODAK [--ckpt CKPT] [--rounds 5] [--busy]
-        [--variant 'w0=--workers 0' ...]
+        [--variant 'w1=--workers 1' ...] [--compressai-train CompressAI/examples/train.py]
 
 The lic checkpoint is exported as a CompressAI state dict; each round runs, as whole
 processes and interleaved,
@@ -12,6 +12,9 @@ processes and interleaved,
 
 (each in its defaults; lic's include bootstrap intervals, bd.csv, plots and summary.md);
 each `--variant NAME=ARGS` adds a lic run with those options (e.g. another --workers).
+`--compressai-train` adds, in the same rounds, launch to the end of one training step of
+`lic train` against CompressAI's examples/train.py (`train_launch.py`: same model, batch,
+patch and images).
 Memory is the peak over the run of the summed PSS of the process and its children, sampled
 every 20 ms. `--busy` runs one CPU-bound process beside them (a shared node). Prints the
 medians and lic's ratios, and checks mean PSNR (1e-5 dB), MS-SSIM (5e-6) and bpp (1e-9)
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
+from train_launch import prepare  # a sibling script
 
 from lic.codecs import load_checkpoint
 
@@ -91,8 +95,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=ARGS",
-        help="also time lic eval with these extra options, e.g. 'w0=--workers 0'",
+        help="also time lic eval with these extra options, e.g. 'w1=--workers 1'",
     )
+    p.add_argument("--compressai-train", type=Path, help="CompressAI's examples/train.py")
     args = p.parse_args()
     variants = {"lic": []} | {
         name: extra.split() for name, _, extra in (v.partition("=") for v in args.variant)
@@ -104,6 +109,7 @@ def main() -> None:
     theirs += ["-a", info.codec, "-p", str(work / "state_dict.pth")]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     times: dict[str, list] = {name: [] for name in variants} | {"eval_model": []}
+    train = prepare(work / "train", args.compressai_train) if args.compressai_train else None
     try:
         for k in range(args.rounds):
             for name, extra in variants.items():
@@ -113,6 +119,8 @@ def main() -> None:
                 times[name].append(measured([*ours, *extra])[:2])
             seconds, memory, stdout = measured(theirs)
             times["eval_model"].append((seconds, memory))
+            for name, launch in (train(k) if train else {}).items():
+                times.setdefault(name, []).append((launch, float("nan")))
         mine, ref = lic_numbers(work / f"lic{args.rounds - 1}"), compressai_numbers(stdout)
     finally:
         if busy:
@@ -131,6 +139,9 @@ def main() -> None:
     for name in variants:
         a, b = median[name]
         print(f"{name + ' / eval':12} {a / c:8.2f}x {b / d:8.2f}x")
+    if train:
+        ratio = median["lic train"][0] / median["train.py"][0]
+        print(f"lic train / train.py launch to the end of one step {ratio:.2f}x")
     for cmd in HELPS:
         seconds = statistics.median(measured(cmd)[0] for _ in range(3))
         print(f"{' '.join(cmd):28} {seconds:.2f} s")
