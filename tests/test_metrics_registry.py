@@ -84,9 +84,24 @@ def test_ms_ssim_is_pytorch_msssims_in_value_and_gradient(shape, dtype, data_ran
     ours, theirs = metric(x, y), ms_ssim(x, y_ref, data_range=data_range, size_average=False)
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(ours, theirs, rtol=0, atol=tolerance)
+    with torch.no_grad():  # the banded path (lic eval's)
+        torch.testing.assert_close(metric(x, y), theirs, rtol=0, atol=tolerance)
     ours.sum().backward()
     theirs.sum().backward()
     torch.testing.assert_close(y.grad, y_ref.grad, rtol=1e-4, atol=tolerance)
+
+
+def test_ms_ssim_in_float16_sums_in_float32():
+    """rows x cols map values would overflow a float16 sum (inf for a 512 x 768 image)."""
+    from pytorch_msssim import ms_ssim
+
+    x = photo_like(512, 768)[None]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    y = (x + 0.05 * noise).clamp(0, 1)
+    ours = create_metric("ms_ssim")(x.half(), y.half())
+    assert ours.dtype == torch.float16 and torch.isfinite(ours).all()
+    theirs = ms_ssim(x.half(), y.half(), data_range=1.0, size_average=False)
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=0, atol=2e-3)
 
 
 def test_ms_ssim_golden(pair):

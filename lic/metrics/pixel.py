@@ -68,40 +68,46 @@ def _blur(maps: Tensor, window: Tensor) -> Tensor:
 
 
 BAND_PIXELS = 64 * 768
-"""Map pixels (over the batch) blurred at once: 64 rows of a Kodak image keep the working
-set in cache (2-core CPU: 30 ms an image, 32 MB, against 43 ms and 150 MB unbanded)."""
+"""Map pixels (over the batch) blurred at once without autograd on the CPU: 64 rows of a
+Kodak image keep the working set in cache (2 cores: 30 ms an image and 32 MB, against 43 ms
+and 150 MB unbanded). With autograd, or on a GPU, a scale is one band: bands would save
+their overlapping rows for backward and multiply kernel launches."""
 
 
-def _mean_maps(x: Tensor, y: Tensor, window: Tensor, c1: float, c2: float, ssim: bool) -> Tensor:
+def _mean_maps(
+    x: Tensor, y: Tensor, window: Tensor, c: tuple[float, float], ssim: bool, banded: bool
+) -> Tensor:
     """Per (image, channel) mean of the contrast-structure map (`ssim`: the SSIM map) of
-    one scale, computed band of rows by band of rows (valid filtering: a band reads
-    `taps - 1` rows more than it gives)."""
-    c, taps = x.shape[1], window.numel()
+    one scale, in bands of rows when `banded` (valid filtering: a band reads `taps - 1`
+    rows more than it gives); summed in at least float32 (a float16 sum overflows)."""
+    (c1, c2), channels, taps = c, x.shape[1], window.numel()
     rows, cols = x.shape[2] - taps + 1, x.shape[3] - taps + 1
-    band = max(1, BAND_PIXELS // (x.shape[0] * cols))
-    total = x.new_zeros(x.shape[:2])
+    band = max(1, BAND_PIXELS // max(1, x.shape[0] * cols)) if banded else rows
+    total = x.new_zeros(x.shape[:2], dtype=torch.promote_types(x.dtype, torch.float32))
     for top in range(0, rows, band):
         a, b = x[:, :, top : top + band + taps - 1], y[:, :, top : top + band + taps - 1]
         stats = _blur(torch.cat([a, b, a * a, b * b, a * b], dim=1), window)
-        mu_x, mu_y, xx, yy, xy = stats.split(c, dim=1)
+        mu_x, mu_y, xx, yy, xy = stats.split(channels, dim=1)
         mu_xx, mu_yy, mu_xy = mu_x.pow(2), mu_y.pow(2), mu_x * mu_y
         cs_map = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
         if ssim:
             cs_map = ((2 * mu_xy + c1) / (mu_xx + mu_yy + c1)) * cs_map
-        total = total + cs_map.flatten(2).sum(-1)
-    return total / (rows * cols)
+        total = total + cs_map.flatten(2).sum(-1, dtype=total.dtype)
+    return (total / (rows * cols)).to(x.dtype)
 
 
 def ms_ssim(x: Tensor, y: Tensor, window: Tensor, data_range: float = 1.0) -> Tensor:
     """MS-SSIM per image of (N, C, H, W) tensors: pytorch_msssim's `ms_ssim(...,
-    size_average=False)` (CompressAI's metric) to float rounding, 3.5x faster in a fifth of
-    its memory: a scale's five local statistics are blurred in one grouped convolution, in
-    bands of rows (`BAND_PIXELS`)."""
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    window, last = window.to(x.dtype), len(MS_SSIM_WEIGHTS) - 1
+    size_average=False)` (CompressAI's metric) to float rounding, faster: a scale's five
+    local statistics are blurred in one grouped convolution (on the CPU without autograd, in
+    bands of rows: 3.5x faster in a fifth of the memory, `BAND_PIXELS`)."""
+    c = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    window, last = window.to(x.device, x.dtype), len(MS_SSIM_WEIGHTS) - 1
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    banded = x.device.type == "cpu" and not needs_grad
     scales = []
     for level in range(len(MS_SSIM_WEIGHTS)):
-        scales.append(torch.relu(_mean_maps(x, y, window, c1, c2, ssim=level == last)))
+        scales.append(torch.relu(_mean_maps(x, y, window, c, level == last, banded)))
         padding = [side % 2 for side in x.shape[2:]]
         x, y = F.avg_pool2d(x, 2, padding=padding), F.avg_pool2d(y, 2, padding=padding)
     weights = x.new_tensor(MS_SSIM_WEIGHTS).view(-1, 1, 1)
