@@ -27,6 +27,7 @@ from lic.devices import resolve_device
 from lic.errors import UsageError, exit_program, run_entry_point
 from lic.evaluation.align_cli import add_align_command
 from lic.metrics.options import add_option_flag, metric_options
+from lic.startup import imports_done, pause_collection
 from lic.sweep.cli import add_sweep_command
 from lic.weights import random_weights
 
@@ -644,12 +645,15 @@ def _run_delegate(name: str, argv: list[str]) -> int:
     def run() -> int:
         return importlib.import_module(DELEGATES[name][1]).main(None)
 
-    if name == "train":
-        from lic.training.help_cache import print_help, wants_help
+    try:
+        if name == "train":
+            from lic.training.help_cache import print_help, wants_help
 
-        if wants_help(argv):  # kept help: no Lightning import (lic.training.help_cache)
-            return print_help(argv, run)
-    return run()
+            if wants_help(argv):  # kept help: no Lightning import (lic.training.help_cache)
+                return print_help(argv, run)
+        return run()
+    finally:
+        imports_done()  # if the command stopped before its own call (lic.startup)
 
 
 DESCRIPTION = (
@@ -692,13 +696,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         args = build_parser().parse_args(argv)
+        imports_done()  # the light commands: collection back on (lic.startup)
         return args.run(args)
 
     return run_entry_point(run)
 
 
 def console() -> NoReturn:
-    """The `lic` program (console script and `python -m lic`)."""
+    """The `lic` program (console script and `python -m lic`). Garbage collection pauses
+    over `lic train`'s and `lic eval`'s imports (`lic.startup`), not in `main()` run
+    in-process, whose caller's heap it would freeze."""
+    pause_collection()
     exit_program(main())
 
 

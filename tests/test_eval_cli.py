@@ -173,3 +173,35 @@ def test_train_and_eval_help(capsys):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0 and done.stdout.startswith("usage: lic train")
+
+
+def test_garbage_collection_pauses_over_the_imports_and_resumes_before_coding(
+    folder, tmp_path, monkeypatch
+):
+    """lic's console pauses collection (lic.startup); `lic eval` resumes it, with the
+    imports' objects frozen, before coding starts, and on every way out."""
+    import gc
+
+    from lic import startup
+    from lic.evaluation import rate_task
+
+    frozen, at_coding = gc.get_freeze_count(), []
+    coded_in_thread = rate_task.coded_in_thread
+    monkeypatch.setattr(
+        rate_task,
+        "coded_in_thread",
+        lambda b: at_coding.append(gc.isenabled()) or coded_in_thread(b),
+    )
+    try:
+        startup.imports_done()  # not paused: nothing happens (a library caller's heap)
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        startup.pause_collection()
+        assert not gc.isenabled()
+        assert main(eval_args(folder, tmp_path / "out", "--baselines", "jpeg=50")) == 0
+        assert at_coding == [True] and gc.get_freeze_count() > frozen
+        startup.pause_collection()
+        assert main(eval_args(tmp_path / "none", tmp_path / "out2", "--baselines", "jpeg")) == 2
+        assert gc.isenabled()  # a refused run resumes it too
+    finally:
+        gc.enable()
+        gc.unfreeze()

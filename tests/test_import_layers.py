@@ -9,7 +9,7 @@ from pathlib import Path
 
 LIC = Path(__file__).resolve().parents[1] / "lic"
 LAYERS = [
-    {"lic", "lic.errors", "lic.weights", "lic.lazy", "lic.devices"},
+    {"lic", "lic.errors", "lic.weights", "lic.lazy", "lic.devices", "lic.startup"},
     {"lic.data"},
     {"lic.codecs", "lic.metrics", "lic.tasks"},
     {"lic.losses", "lic.iqa", "lic.pcmp"},

@@ -548,6 +548,7 @@ def test_torchrun_shards_and_merges_like_one_process(datasets, checkpoints, tmp_
 
 def test_coded_in_thread_keeps_order_raises_errors_and_ends_when_left():
     import threading
+    import time
 
     from lic.evaluation.rate_task import coded_in_thread
 
@@ -560,10 +561,28 @@ def test_coded_in_thread_keeps_order_raises_errors_and_ends_when_left():
                 raise OSError(f"image {k} unreadable")
             yield [k]
 
+    def join_coding_threads():
+        for thread in threading.enumerate():
+            if thread.name == "lic-coding":
+                thread.join(timeout=5)
+                assert not thread.is_alive()
+
     caller_threads = torch.get_num_threads()
-    assert list(coded_in_thread(batches(5))) == [[k] for k in range(5)]
+    stream = coded_in_thread(batches(5))
+    for _ in range(500):  # coding starts at once, before the caller asks
+        if seen:
+            break
+        time.sleep(0.01)
+    assert seen
+    assert list(stream) == [[k] for k in range(5)]
     assert set(seen) == {("lic-coding", 1)}  # a thread coding as a worker process does
     assert torch.get_num_threads() == caller_threads  # the caller's own setting
+    join_coding_threads()
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [caller_threads]  # threads started afterwards: the default restored
     stream = coded_in_thread(batches(5, fail_at=2))
     assert next(stream) == [0]
     with pytest.raises(OSError, match="image 2 unreadable"):
@@ -571,7 +590,23 @@ def test_coded_in_thread_keeps_order_raises_errors_and_ends_when_left():
     left = coded_in_thread(batches(100))
     assert next(left) == [0]
     left.close()  # a caller that stops early: the thread stops too
-    for thread in threading.enumerate():
-        if thread.name == "lic-coding":
-            thread.join(timeout=5)
-            assert not thread.is_alive()
+    join_coding_threads()
+
+
+@pytest.mark.parametrize("coding", ["workers", "device"])
+def test_without_workers_each_codec_is_built_once(
+    datasets, checkpoints, tmp_path, monkeypatch, coding
+):
+    """The coding thread runs a cell ahead of the model: it builds the next codec ahead and
+    frees the ones behind it only when it codes itself (device coding keeps them: the main
+    thread still codes with them)."""
+    from lic.evaluation.coders import CheckpointCoder
+
+    builds, build = [], CheckpointCoder.build
+    monkeypatch.setattr(CheckpointCoder, "build", lambda c: builds.append(c.key) or build(c))
+    rows = run(checkpoints=checkpoints[:3], tasks=["fidelity"], metrics=["psnr"],
+               data_roots={"fidelity": str(datasets["consistency"])}, out=tmp_path, workers=0,
+               batch_size=1, device="cpu", progress=False, coding=coding)  # fmt: skip
+    assert sorted(builds) == sorted(set(builds)) and len(builds) == 3
+    coded = [r for r in rows if r["codec"] != "uncompressed"]
+    assert len({r["checkpoint"] for r in coded}) == 3 and {r["n_images"] for r in coded} == {3}

@@ -224,10 +224,10 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=_count_or_auto,
-        help="coding processes beside the task model (0: a thread of this process codes, on "
-        f"--device); default {AUTO}: one per {CPU_CORES_PER_WORKER} cores on a CPU-only run (the "
-        "model takes every core, coders fill its gaps; a thread instead of a single process "
-        f"for PSNR/MS-SSIM), cores - 1 (at most {MAX_WORKERS}) with a GPU",
+        help="coding processes beside the task model (0: this process codes, on --device; "
+        f"beside PSNR/MS-SSIM in a thread); default {AUTO}: one per {CPU_CORES_PER_WORKER} cores "
+        "on a CPU-only run (the model takes every core, coders fill its gaps; for PSNR/MS-SSIM "
+        f"a thread instead of a single process), cores - 1 (at most {MAX_WORKERS}) with a GPU",
     )
     p.add_argument(
         "--threads",

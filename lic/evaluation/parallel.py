@@ -1,11 +1,11 @@
 """How the harness shares the CPU between the task model and the coding processes.
 
 Worker processes load and code images (one torch thread each) while the main process runs
-the task model; with no workers a thread of the main process does (`task_workers`). On a GPU
-machine the model needs no CPU threads to speak of, so the workers get the cores. On a
-CPU-only machine the model gets every core and a few workers time-share them: the model is
-most of the work (ResNet-50 at 224 px costs several times a small
-hyperprior's round trip), so coding fills the gaps the model leaves. For that to work,
+the task model; with none the main process codes (in a thread beside a light model:
+`task_workers`). On a GPU machine the model needs no CPU threads to speak of, so the
+workers get the cores. On a CPU-only machine the model gets every core and a few workers
+time-share them: the model is most of the work (ResNet-50 at 224 px costs several times a
+small hyperprior's round trip), so coding fills the gaps the model leaves. For that to work,
 OpenMP threads that wait at a barrier must sleep instead of spinning (a spinning thread
 holds the core the coder needs: measured several times slower on 2 cores), which is why
 `lic eval` sets OMP_WAIT_POLICY=PASSIVE (unless set) before it loads torch; a script calling
@@ -71,8 +71,9 @@ def task_workers(planned: int, device_type: str, light_model: bool) -> int:
     (PSNR and MS-SSIM) that would get one coding process on the CPU codes in a thread of the
     main process instead: the same overlap of coding and scoring without a second
     interpreter's memory (fidelity, 24 Kodak images, 2 cores: 0.92x the process layout's
-    time at 0.9x its summed memory). A heavy model keeps its process: the coding thread's
-    Python (entropy coding holds the GIL) slowed a ResNet-50 task 1.14x."""
+    time at 0.9x its summed memory). A heavy model keeps its process: beside ResNet-50 a
+    coding thread was 1.14x slower (entropy coding holds the GIL the model's calls need),
+    and building a model may trace it with torch.fx, which patches every module's call."""
     if device_type == "cpu" and light_model and planned == 1:
         return 0
     return planned

@@ -56,6 +56,7 @@ from lic.evaluation.per_image import (
     write_images,
 )
 from lic.evaluation.references import ReferenceStore
+from lic.startup import imports_done
 from lic.tasks import Task, create_task
 from lic.tasks.base import weights_label
 from lic.tasks.catalog import FIDELITY_METRICS
@@ -178,10 +179,10 @@ class CodedImages(Dataset):
     def enter_cell(self, cell: int) -> None:
         """This process moves on to `cell` (cells come in order): the codecs of the cells
         before it are freed, the next one is built in the background meanwhile."""
-        for done in self.coders[:cell]:
-            done.release()
         self.cell = cell
-        if self.code:
+        if self.code:  # (else this process's main thread codes with them: kept)
+            for done in self.coders[:cell]:
+                done.release()
             ahead = self.coders[cell + 1 : cell + 2]
             threading.Thread(target=prepare_coders, args=(ahead,), daemon=True).start()
 
@@ -234,15 +235,16 @@ def code_on_device(coder: Coder, items: list[Coded], device: torch.device) -> No
 
 
 def coded_in_thread(batches: Iterator[list[Coded]], ahead: int = 1) -> Iterator[list[Coded]]:
-    """`batches`, loaded and coded in a thread of this process (one torch thread, as a
-    worker process codes) up to `ahead` batches before the caller asks: coding overlaps the
-    task model as with a worker process, without a second interpreter's memory. Errors are
-    raised here; a caller that stops early frees the thread."""
+    """`batches`, loaded and coded from now on in a thread of this process (one torch
+    thread, as a worker process codes), `ahead` batches queued beside the one being coded:
+    coding overlaps the task model as with a worker process, without a second interpreter's
+    memory. Errors are raised to the caller; a caller that stops early frees the thread."""
     ready: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
+    threads = torch.get_num_threads()
 
     def produce() -> None:
-        torch.set_num_threads(1)  # this thread's own setting: the caller's is unchanged
+        torch.set_num_threads(1)  # this thread's, and the default of threads started later
         try:
             for batch in batches:
                 ready.put((batch, None))
@@ -251,8 +253,15 @@ def coded_in_thread(batches: Iterator[list[Coded]], ahead: int = 1) -> Iterator[
             ready.put((None, None))
         except BaseException as err:  # re-raised in the caller
             ready.put((None, err))
+        finally:
+            torch.set_num_threads(threads)  # the default back as it was
 
     threading.Thread(target=produce, name="lic-coding", daemon=True).start()
+    return _received(ready, stop)
+
+
+def _received(ready: queue.Queue, stop: threading.Event) -> Iterator[list[Coded]]:
+    """`coded_in_thread`'s batches as they arrive."""
     try:
         while True:
             batch, err = ready.get()
@@ -367,9 +376,16 @@ def evaluate_cells(
         raise ValueError(f"the {task.name} task needs a ReferenceStore")
     if coding not in CODING_MODES:
         raise ValueError(f"coding must be one of {CODING_MODES}, got '{coding}'")
-    if workers == 0 or coding == "device":
-        for coder in coders:  # this process codes: every codec built (and checked) first
+    # Without workers a light task model (PSNR, MS-SSIM) codes in a thread beside it, on the
+    # CPU: GPU coding sets process-wide cuDNN/TF32 flags (entropy_check.deterministic_coding)
+    # and building a model may trace it with torch.fx, which patches every module's call.
+    threaded = workers == 0 and coding == "workers" and task.light_model and device.type == "cpu"
+    if coding == "device" or (workers == 0 and not threaded):
+        for coder in coders:  # this thread codes: every codec built (and checked) first
             coder.prepare()
+    elif threaded:  # the thread builds each codec when its cell comes, the next ahead;
+        for coder in [c for c in coders if not isinstance(c, Uncompressed)][:1]:
+            coder.prepare()  # the first here: its imports and errors before the stream starts
     rank, world = _distributed()
     images = CodedImages(
         task,
@@ -388,7 +404,8 @@ def evaluate_cells(
         worker_init_fn=start_worker,
         pin_memory=device.type == "cuda",
     )
-    batches = iter(loader) if workers else coded_in_thread(iter(loader))  # coding starts
+    imports_done()  # lic eval's console: codecs built, before the workers fork (lic.startup)
+    batches = coded_in_thread(iter(loader)) if threaded else iter(loader)  # coding starts
     if not isinstance(model, torch.nn.Module):
         model = model()
     for coder in coders:

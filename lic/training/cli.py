@@ -22,6 +22,7 @@ from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from lic.errors import UsageError, exit_program, run_entry_point  # noqa: E402
+from lic.startup import imports_done  # noqa: E402
 from lic.training.naming import run_name  # noqa: E402
 from lic.training.resume import latest_version  # noqa: E402
 
@@ -150,7 +151,9 @@ class LicCLI(LightningCLI):
         wants_bar = trainer_config.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             trainer_config["callbacks"] = [*callbacks, StepProgressBar()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        imports_done()  # model, data and trainer built: before loader workers fork
+        return trainer
 
     def before_fit(self) -> None:
         """Say where the run lives; a resumed CSV log continues its metrics.csv."""
