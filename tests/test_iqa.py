@@ -46,6 +46,14 @@ def test_plcc_fits_the_four_parameter_logistic():
     assert plcc(-X, Y) == pytest.approx(plcc(X, Y), abs=1e-4)  # fits decreasing ones too
 
 
+def test_plcc_needs_more_points_than_the_logistic_has_parameters():
+    """Four points are interpolated (PLCC 1 by construction, the optimum not unique): NaN,
+    as for bootstrap resamples of a small set with four distinct values or fewer."""
+    x, y = np.array([0.1, 0.4, 0.4, 0.7, 0.9, 0.9]), np.array([1.0, 2.0, 2.1, 3.5, 4.0, 3.9])
+    assert math.isnan(plcc(x, y))  # 4 distinct metric values
+    assert plcc(np.append(x, 0.5), np.append(y, 2.8)) > 0.9
+
+
 def test_plcc_is_nan_with_a_warning_when_the_logistic_fit_fails(monkeypatch):
     import lic.iqa.stats as iqa_stats
 

@@ -25,6 +25,9 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return (b1 - b2) * expit((x - b3) / abs(b4)) + b2
 
 
+MIN_PLCC_POINTS = 5  # one more than the logistic's parameters
+
+
 class LogisticFitWarning(RuntimeWarning):
     """The 4-parameter logistic did not converge: PLCC is NaN for these scores."""
 
@@ -34,8 +37,13 @@ def plcc(x: Sequence[float], y: Sequence[float]) -> float:
 
     When the fit does not converge, PLCC is NaN with a LogisticFitWarning: a linear Pearson
     in its place would be a different statistic under the same name (and a signed one).
+    With fewer than `MIN_PLCC_POINTS` distinct metric values it is NaN too: four parameters
+    pass through four points, so PLCC would be 1 by construction, and the fit's optimum is
+    not unique (bootstrap resamples of small sets: their values depended on float rounding).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(np.unique(x)) < MIN_PLCC_POINTS:
+        return math.nan
     start = [y.max(), y.min(), float(np.median(x)), float(x.std()) or 1.0]
     if np.corrcoef(x, y)[0, 1] < 0:
         start[0], start[1] = start[1], start[0]
