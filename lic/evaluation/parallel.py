@@ -70,10 +70,12 @@ def task_workers(planned: int, device_type: str, light_model: bool) -> int:
     """`auto` coding workers for one task. A task whose model costs little next to coding
     (PSNR and MS-SSIM) that would get one coding process on the CPU codes in a thread of the
     main process instead: the same overlap of coding and scoring without a second
-    interpreter's memory (fidelity, 24 Kodak images, 2 cores: 0.92x the process layout's
-    time at 0.9x its summed memory). A heavy model keeps its process: beside ResNet-50 a
-    coding thread was 1.14x slower (entropy coding holds the GIL the model's calls need),
-    and building a model may trace it with torch.fx, which patches every module's call."""
+    interpreter's memory (fidelity, 24 Kodak images, 2 cores, benchmarks/vs_compressai.py:
+    0.89x the process layout's time at 0.97x its summed memory quiet; 0.93x and 0.92x next
+    to a busy process, measured before lic.startup). A heavy model keeps its process:
+    beside ResNet-50 a coding thread was 1.14x slower (entropy coding holds the GIL the
+    model's calls need), and building a model may trace it with torch.fx, which patches
+    every module's call."""
     if device_type == "cpu" and light_model and planned == 1:
         return 0
     return planned
